@@ -1,0 +1,12 @@
+from chat import views
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
+from django.urls import path
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("healthz", views.healthz, name="healthz"),
+]
+
+# Serves /static/ from the app directories under DEBUG only (an empty list otherwise);
+# in production nginx serves STATIC_ROOT.
+urlpatterns += staticfiles_urlpatterns()

@@ -1,0 +1,65 @@
+import json
+
+import pytest
+from channels.testing import HttpCommunicator, WebsocketCommunicator
+from chatdemo.asgi import application
+
+IN_MEMORY_LAYER = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+ALLOWED_ORIGIN = b"http://localhost"
+TIMEOUT = 3
+
+
+@pytest.fixture(autouse=True)
+def in_memory_channel_layer(settings):
+    """A fresh in-memory channel layer for every test (the setting change drops the old one)."""
+    settings.CHANNEL_LAYERS = {"default": dict(IN_MEMORY_LAYER)}
+
+
+class Response:
+    def __init__(self, raw):
+        self.status = raw["status"]
+        self.headers = {name.decode().lower(): value.decode() for name, value in raw["headers"]}
+        self.body = raw["body"]
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def text(self):
+        return self.body.decode()
+
+
+@pytest.fixture
+def http():
+    """Send one HTTP request through the project's ASGI application."""
+
+    async def request(method, path, host=b"localhost"):
+        communicator = HttpCommunicator(application, method, path, headers=[(b"host", host)])
+        try:
+            return Response(await communicator.get_response(timeout=TIMEOUT))
+        finally:
+            await communicator.wait(timeout=TIMEOUT)
+
+    return request
+
+
+@pytest.fixture
+async def ws():
+    """Open WebSockets through the project's ASGI application; all are closed at teardown.
+
+    `await ws(path)` returns (accepted, communicator).
+    """
+    opened = []
+
+    async def connect(path, origin=ALLOWED_ORIGIN):
+        headers = [(b"origin", origin)] if origin is not None else []
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        opened.append(communicator)
+        accepted, _ = await communicator.connect(timeout=TIMEOUT)
+        return accepted, communicator
+
+    yield connect
+
+    for communicator in opened:
+        if not communicator.future.done():
+            await communicator.disconnect(timeout=TIMEOUT)

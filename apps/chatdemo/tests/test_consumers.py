@@ -1,0 +1,191 @@
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from channels.layers import get_channel_layer
+
+SETTLE = 0.2  # seconds to wait when checking that nothing arrives
+
+
+def assert_recent_utc(sent_at):
+    assert sent_at.endswith("Z")
+    stamp = datetime.fromisoformat(sent_at)
+    assert stamp.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - stamp) < timedelta(seconds=10)
+
+
+async def test_chat_message_is_broadcast_to_everyone_in_the_room(ws):
+    _, alice = await ws("/ws/chat/lobby/")
+    _, bob = await ws("/ws/chat/lobby/")
+
+    await alice.send_json_to({"message": "hello, room"})
+
+    for member in (alice, bob):
+        received = await member.receive_json_from(timeout=1)
+        assert set(received) == {"message", "room", "sent_at"}
+        assert received["message"] == "hello, room"
+        assert received["room"] == "lobby"
+        assert_recent_utc(received["sent_at"])
+    assert await alice.receive_nothing(timeout=SETTLE)
+    assert await bob.receive_nothing(timeout=SETTLE)
+
+
+async def test_rooms_are_isolated(ws):
+    _, alice = await ws("/ws/chat/lobby/")
+    _, bob = await ws("/ws/chat/lobby/")
+    _, carol = await ws("/ws/chat/kitchen/")
+
+    await alice.send_json_to({"message": "lobby only"})
+
+    assert (await bob.receive_json_from(timeout=1))["message"] == "lobby only"
+    assert await carol.receive_nothing(timeout=SETTLE)
+
+    await carol.send_json_to({"message": "kitchen only"})
+
+    received = await carol.receive_json_from(timeout=1)
+    assert received["message"] == "kitchen only"
+    assert received["room"] == "kitchen"
+    assert (await alice.receive_json_from(timeout=1))["message"] == "lobby only"
+    assert await alice.receive_nothing(timeout=SETTLE)
+    assert await bob.receive_nothing(timeout=SETTLE)
+
+
+async def test_malformed_json_gets_an_error_and_the_connection_stays_usable(ws):
+    _, alice = await ws("/ws/chat/lobby/")
+    _, bob = await ws("/ws/chat/lobby/")
+
+    await alice.send_to(text_data='{"message": "unterminated')
+
+    assert await alice.receive_json_from(timeout=1) == {"error": "malformed JSON"}
+    assert await bob.receive_nothing(timeout=SETTLE)
+
+    await alice.send_json_to({"message": "still here"})
+
+    assert (await alice.receive_json_from(timeout=1))["message"] == "still here"
+    assert (await bob.receive_json_from(timeout=1))["message"] == "still here"
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        ('["message", "hi"]', "expected a JSON object"),
+        ('"hi"', "expected a JSON object"),
+        ("{}", 'expected a string "message"'),
+        ('{"text": "hi"}', 'expected a string "message"'),
+        ('{"message": 42}', 'expected a string "message"'),
+        ('{"message": null}', 'expected a string "message"'),
+        ('{"message": ""}', "message must be 1 to 4096 characters"),
+        (json.dumps({"message": "x" * 4097}), "message must be 1 to 4096 characters"),
+    ],
+)
+async def test_invalid_messages_get_an_error_for_the_sender_only(ws, frame, error):
+    _, alice = await ws("/ws/chat/lobby/")
+    _, bob = await ws("/ws/chat/lobby/")
+
+    await alice.send_to(text_data=frame)
+
+    assert await alice.receive_json_from(timeout=1) == {"error": error}
+    assert await bob.receive_nothing(timeout=SETTLE)
+
+
+async def test_longest_message_is_accepted(ws):
+    _, alice = await ws("/ws/chat/lobby/")
+    longest = "é" * 4096
+
+    await alice.send_json_to({"message": longest, "ignored": True})
+
+    assert (await alice.receive_json_from(timeout=1))["message"] == longest
+
+
+async def test_binary_frame_gets_an_error_and_the_connection_stays_usable(ws):
+    _, alice = await ws("/ws/chat/lobby/")
+
+    await alice.send_to(bytes_data=b'{"message": "hi"}')
+
+    reply = await alice.receive_json_from(timeout=1)
+    assert set(reply) == {"error"}
+    assert "binary" in reply["error"]
+
+    await alice.send_json_to({"message": "as text"})
+    assert (await alice.receive_json_from(timeout=1))["message"] == "as text"
+
+
+async def test_disconnect_leaves_the_room_group(ws):
+    _, alice = await ws("/ws/chat/lobby/")
+    _, bob = await ws("/ws/chat/lobby/")
+    layer = get_channel_layer()
+    assert len(layer.groups["chat.lobby"]) == 2
+
+    await bob.disconnect()
+
+    assert len(layer.groups["chat.lobby"]) == 1
+    await alice.send_json_to({"message": "anyone?"})
+    assert (await alice.receive_json_from(timeout=1))["message"] == "anyone?"
+
+
+async def test_echo_returns_text_and_binary_frames(ws):
+    accepted, echo = await ws("/ws/echo/")
+    assert accepted
+
+    await echo.send_to(text_data="ping ü")
+    assert await echo.receive_from(timeout=1) == "ping ü"
+
+    await echo.send_to(bytes_data=b"\x00\xffbinary")
+    assert await echo.receive_from(timeout=1) == b"\x00\xffbinary"
+
+
+async def test_echo_does_not_depend_on_the_channel_layer(ws, settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "no.such.ChannelLayer"}}
+
+    accepted, echo = await ws("/ws/echo/")
+    assert accepted
+    await echo.send_to(text_data="still echoing")
+    assert await echo.receive_from(timeout=1) == "still echoing"
+
+
+@pytest.mark.parametrize("origin", [b"http://localhost", b"https://localhost:8443"])
+async def test_allowed_origin_is_accepted(ws, origin):
+    accepted, _ = await ws("/ws/chat/lobby/", origin=origin)
+
+    assert accepted
+
+
+@pytest.mark.parametrize(
+    "origin", [b"http://evil.example", b"https://localhost.evil.example", b"null", None]
+)
+async def test_foreign_or_missing_origin_is_refused(ws, origin):
+    accepted, _ = await ws("/ws/chat/lobby/", origin=origin)
+
+    assert not accepted
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ws/chat/a.b_c-D9/",
+        "/ws/chat/" + "r" * 80 + "/",
+    ],
+)
+async def test_valid_room_names_are_accepted(ws, path):
+    accepted, _ = await ws(path)
+
+    assert accepted
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ws/chat/with space/",
+        "/ws/chat/caf%C3%A9/",
+        "/ws/chat/" + "r" * 81 + "/",
+        "/ws/chat//",
+        "/ws/chat/lobby",
+        "/ws/chat/lobby/extra/",
+        "/ws/nowhere/",
+        "/",
+    ],
+)
+async def test_invalid_room_or_unknown_path_is_refused(ws, path):
+    accepted, _ = await ws(path)
+
+    assert not accepted

@@ -1,0 +1,56 @@
+"""HTTP through nginx: health, static files, unknown hosts."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import time
+
+import pytest
+
+
+def test_healthz_is_ok_through_nginx(site):
+    status, body = site.get_json("/healthz")
+    assert status == 200
+    assert body["status"] == "ok"
+    assert body["database"] == "ok"
+    assert body["channel_layer"] == "ok"
+
+
+def test_chat_page_and_its_static_files_are_served_by_nginx_with_cache_headers(site):
+    status, _, page = site.get("/")
+    assert status == 200
+    assets = re.findall(rb'(?:src|href)="(/static/[^"]+)"', page)
+    assert any(a.endswith(b".js") for a in assets), assets
+    for asset in assets:
+        status, headers, body = site.get(asset.decode())
+        assert status == 200, asset
+        assert body
+        assert "public" in headers.get("cache-control", ""), headers
+        assert "expires" in headers
+        # Django adds X-Frame-Options to its responses; nginx's static files have none.
+        assert "x-frame-options" not in headers
+
+
+def test_unknown_host_gets_no_response(site):
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+        site.get("/", host="not-our-site.example")
+
+
+def test_healthz_names_the_channel_layer_while_redis_is_down(host, site):
+    host.run_expect([0], "systemctl stop redis-server")
+    try:
+        status, body = site.get_json("/healthz")
+        assert status == 503
+        assert body["status"] == "error"
+        assert body["database"] == "ok"
+        assert body["channel_layer"] != "ok"
+    finally:
+        host.run_expect([0], "systemctl start redis-server")
+    deadline = time.monotonic() + 15
+    while True:
+        status, body = site.get_json("/healthz")
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == 200, body
