@@ -1,0 +1,58 @@
+# channels-stack: the commands a user and CI run. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# apt and pip downloads shared by every test container, kept between runs.
+export CHANNELS_STACK_CACHE ?= $(if $(filter 0,$(shell id -u)),/var/cache/channels-stack,$(HOME)/.cache/channels-stack)
+export CHANNELS_STACK_IMAGE_12 ?= channels-stack/debian-systemd:12
+export CHANNELS_STACK_IMAGE_13 ?= channels-stack/debian-systemd:13
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+DEMO_PORT ?= 8080
+DEMO_CONTAINER ?= channels-stack-demo
+export DEMO_PORT DEMO_CONTAINER
+S ?= default
+
+.PHONY: help venv docker images lint test test-app scenario demo demo-destroy clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## Controller virtualenv (Ansible, molecule, linters, test clients)
+
+$(VENV)/.installed: requirements.txt apps/chatdemo/requirements.txt apps/chatdemo/requirements-test.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+docker: ## Start a Docker engine if none answers
+	@scripts/ensure-docker.sh
+
+images: docker ## Build the Debian 12 and 13 systemd images (skipped when present)
+	@scripts/build-image.sh 12 "$(CHANNELS_STACK_IMAGE_12)"
+	@scripts/build-image.sh 13 "$(CHANNELS_STACK_IMAGE_13)"
+
+lint: venv ## yamllint, ansible-lint (production profile), ruff
+	yamllint --strict .
+	ansible-lint
+	ruff check .
+	ruff format --check .
+
+test-app: venv ## The demo app's own tests
+	cd apps/chatdemo && python -m pytest -q
+
+test: venv images ## Lint and every test: the app's and every molecule scenario
+	@scripts/test-all.sh
+
+scenario: venv images ## One molecule scenario: make scenario S=debian13
+	molecule test -s $(S)
+
+demo: venv ## The stack in a local systemd container, a smoke check, the URL
+	@scripts/demo.sh
+
+demo-destroy: ## Remove the demo container
+	-docker rm -f $(DEMO_CONTAINER)
+
+clean: demo-destroy ## Remove the virtualenv and local caches (not the images)
+	rm -rf $(VENV) .cache

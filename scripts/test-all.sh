@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make test`: lint, the demo app's tests, then every molecule scenario.
+# Every stage runs even when an earlier one fails; the run fails if any did.
+# Ends with one line counting the tests that passed and failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+scenarios=${SCENARIOS:-default debian13}
+logdir=${TEST_LOG_DIR:-.cache/test-logs}
+mkdir -p "$logdir"
+passed=0 failed=0 stages_failed=()
+
+count() {  # add the pytest summary of a log to the totals
+  local line p f e
+  line=$(sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '=+ .*[0-9]+ (passed|failed|error)' | tail -n 1)
+  p=$(grep -Eo '[0-9]+ passed' <<<"$line" | cut -d' ' -f1)
+  f=$(grep -Eo '[0-9]+ failed' <<<"$line" | cut -d' ' -f1)
+  e=$(grep -Eo '[0-9]+ errors?' <<<"$line" | cut -d' ' -f1)
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0} + ${e:-0}))
+}
+
+stage() {  # stage NAME COMMAND...
+  local name=$1 log="$logdir/$1.log" start rc
+  shift
+  echo "==> $name"
+  start=$(date +%s)
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  count "$log"
+  if [ "$rc" -ne 0 ]; then
+    stages_failed+=("$name")
+    echo "==> $name FAILED after $(( $(date +%s) - start )) s (log: $log)"
+  else
+    echo "==> $name passed in $(( $(date +%s) - start )) s"
+  fi
+}
+
+total_start=$(date +%s)
+stage lint make --no-print-directory lint
+stage app-tests bash -c 'cd apps/chatdemo && python -m pytest -q -p no:cacheprovider'
+for s in $scenarios; do
+  stage "molecule-$s" molecule test -s "$s"
+done
+
+echo
+echo "make test took $(( $(date +%s) - total_start )) s"
+if [ ${#stages_failed[@]} -gt 0 ]; then
+  echo "failed stages: ${stages_failed[*]}"
+  # A stage that failed before its tests ran still counts as a failure.
+  [ "$failed" -gt 0 ] || failed=${#stages_failed[@]}
+fi
+echo "tests: $passed passed, $failed failed"
+[ ${#stages_failed[@]} -eq 0 ]
