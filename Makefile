@@ -33,11 +33,12 @@ images: docker ## Build the Debian 12 and 13 systemd images (skipped when presen
 	@scripts/build-image.sh 12 "$(CHANNELS_STACK_IMAGE_12)"
 	@scripts/build-image.sh 13 "$(CHANNELS_STACK_IMAGE_13)"
 
-lint: venv ## yamllint, ansible-lint (production profile), ruff
+lint: venv ## yamllint, ansible-lint (production profile), ruff, role README tables
 	yamllint --strict .
 	ansible-lint
 	ruff check .
 	ruff format --check .
+	python scripts/role-readme.py --check
 
 test-app: venv ## The demo app's own tests
 	cd apps/chatdemo && python -m pytest -q
