@@ -12,7 +12,7 @@ passed=0 failed=0 stages_failed=()
 
 count() {  # add the pytest summary of a log to the totals
   local line p f e
-  line=$(sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '=+ .*[0-9]+ (passed|failed|error)' | tail -n 1)
+  line=$(sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '[0-9]+ (passed|failed|errors?)\b.* in [0-9.]+s' | tail -n 1)
   p=$(grep -Eo '[0-9]+ passed' <<<"$line" | cut -d' ' -f1)
   f=$(grep -Eo '[0-9]+ failed' <<<"$line" | cut -d' ' -f1)
   e=$(grep -Eo '[0-9]+ errors?' <<<"$line" | cut -d' ' -f1)
