@@ -47,6 +47,17 @@ def report(fault: str, expected: str, observed: str, seconds: float | None) -> N
     print(f"\nFAULT | {fault} | {expected} | {observed} | {took}")
 
 
+def inject(host, command: str) -> float:
+    """Run a fault-injecting command on the host; return when it started (time.time()).
+
+    Containers share the controller's clock, so this times recovery from the moment the
+    fault happened, without the latency of reaching the host.
+    """
+    out = host.run(f"date +%s.%N && {command}")
+    assert out.rc == 0, f"{command}: {out.stderr}"
+    return float(out.stdout.split()[0])
+
+
 def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> float:
     """Call check until it returns something true; return the seconds it took."""
     start = time.monotonic()

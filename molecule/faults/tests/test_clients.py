@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from conftest import APP, ARTIFACTS, REPO, main_pid, new_room, report, wait_until
+from conftest import APP, ARTIFACTS, REPO, inject, main_pid, new_room, report, wait_until
 
 WSCAT = REPO / ".cache" / "node" / "node_modules" / ".bin" / "wscat"
 CHROMIUM = "/usr/bin/chromium"
@@ -131,13 +131,12 @@ def test_two_chromium_pages_chat_and_reconnect_after_an_app_restart(host, site, 
     ledger.acked[room].append("typed in Alice's page")
 
     before = main_pid(host)
-    host.run_expect([0], f"systemctl restart {APP}.service")
-    start = time.monotonic()
+    start = inject(host, f"systemctl restart {APP}.service")
     for driver in (alice, bob):
         WebDriverWait(driver, 10).until(lambda d: not connected(d))
     for driver in (alice, bob):
         WebDriverWait(driver, 30).until(connected)
-    back = time.monotonic() - start
+    back = time.time() - start
     assert main_pid(host) != before
 
     second = say(bob, [alice], "typed in Bob's page after the restart")

@@ -17,6 +17,7 @@ from conftest import (
     chat,
     connect_retrying,
     history,
+    inject,
     main_pid,
     new_room,
     receive_message,
@@ -72,15 +73,14 @@ def test_gunicorn_master_killed_with_sigkill_is_restarted_and_clients_reconnect(
     async def scenario():
         clients = [await site.ws(f"/ws/chat/{room}/") for _ in range(4)]
         await ledger.say(clients[0], room, "before the master is killed")
-        host.run_expect([0], f"kill -9 {before}")
-        start = time.monotonic()
+        start = inject(host, f"kill -9 {before}")
         while healthz_status(site) != 200:
-            assert time.monotonic() - start < HEALTH_BOUND + 5, "/healthz never came back"
+            assert time.time() - start < HEALTH_BOUND + 5, "/healthz never came back"
             await asyncio.sleep(0.05)
-        healthy = time.monotonic() - start
+        healthy = time.time() - start
         closed = await closed_after_settling(clients, 1.0)
         reconnected = [await connect_retrying(site, f"/ws/chat/{room}/", 10) for _ in clients]
-        back = time.monotonic() - start
+        back = time.time() - start
         await ledger.say(reconnected[0], room, "after the master was killed")
         for ws in reconnected[1:]:
             await receive_message(ws, "after the master was killed")
@@ -111,13 +111,13 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_clients_on_other_workers_s
         held = worker_sockets(host)
         victim = max(held, key=lambda pid: held[pid])
         before = worker_pids(host)
-        host.run_expect([0], f"kill -9 {victim}")
-        start = time.monotonic()
-        replaced = await asyncio.to_thread(
+        start = inject(host, f"kill -9 {victim}")
+        await asyncio.to_thread(
             wait_until,
             lambda: victim not in worker_pids(host) and len(worker_pids(host)) == len(before),
             15,
         )
+        replaced = time.time() - start
         closed = await closed_after_settling(clients)
         survivors = [ws for ws in clients if ws not in closed]
         assert closed, "no client was on the killed worker"
@@ -127,7 +127,7 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_clients_on_other_workers_s
         for ws in survivors[1:]:
             await receive_message(ws, text)
         reconnected = [await connect_retrying(site, f"/ws/chat/{room}/", 10) for _ in closed]
-        back = time.monotonic() - start
+        back = time.time() - start
         text = "dropped clients are back"
         await ledger.say(reconnected[0], room, text)
         for ws in survivors + reconnected[1:]:
@@ -158,8 +158,7 @@ def test_redis_restart_chat_recovers_within_10s_without_app_restart(host, site, 
         try:
             status, body = await asyncio.to_thread(site.get_json, "/healthz")
         finally:
-            host.run_expect([0], "systemctl start redis-server")
-        start = time.monotonic()
+            start = inject(host, "systemctl start redis-server")
         # Fresh clients, as reconnecting browsers would be: a broadcast between two of them.
         attempt = 0
         while True:
@@ -176,9 +175,9 @@ def test_redis_restart_chat_recovers_within_10s_without_app_restart(host, site, 
                 finally:
                     await close_all([a, b])
             except Exception:
-                assert time.monotonic() - start < REDIS_BOUND + 10, "chat never came back"
+                assert time.time() - start < REDIS_BOUND + 10, "chat never came back"
                 await asyncio.sleep(0.2)
-        broadcast = time.monotonic() - start
+        broadcast = time.time() - start
         health = await asyncio.to_thread(wait_until, lambda: healthz_status(site) == 200, 15)
         closed = await closed_after_settling(old, 0.5)
         await close_all(old)
@@ -213,13 +212,12 @@ def test_nginx_reload_keeps_200_open_websockets_and_a_restart_gets_them_reconnec
     async def scenario():
         clients = [await site.ws(f"/ws/chat/{room}/") for _ in range(count)]
         workers_before = host.check_output("pgrep -d' ' -f 'nginx: worker'")
-        host.run_expect(
-            [0],
+        start = inject(
+            host,
             f"printf '%s\\n' '# fault test: a configuration change' "
             f"'log_format faults_reload $remote_addr;' > {conf} "
             "&& nginx -t -q && systemctl reload nginx",
         )
-        start = time.monotonic()
         # The reload took effect once new workers run; the old ones finish their
         # connections first ("nginx: worker process is shutting down").
         await asyncio.to_thread(
@@ -230,17 +228,16 @@ def test_nginx_reload_keeps_200_open_websockets_and_a_restart_gets_them_reconnec
             ),
             10,
         )
-        reloaded = time.monotonic() - start
+        reloaded = time.time() - start
         dropped_on_reload = len(await closed_after_settling(clients, 1.0))
         text = "all 200 after the reload"
         await ledger.say(clients[0], room, text)
         await asyncio.gather(*(receive_message(ws, text, 10) for ws in clients[1:]))
 
-        host.run_expect([0], f"rm -f {conf} && systemctl restart nginx")
-        start = time.monotonic()
+        start = inject(host, f"rm -f {conf} && systemctl restart nginx")
         dropped_on_restart = len(await closed_after_settling(clients, 0.5))
         reconnected = [await connect_retrying(site, f"/ws/chat/{room}/", 10) for _ in clients]
-        back = time.monotonic() - start
+        back = time.time() - start
         text = "all 200 after the restart"
         await ledger.say(reconnected[0], room, text)
         await asyncio.gather(*(receive_message(ws, text, 10) for ws in reconnected[1:]))
@@ -326,6 +323,7 @@ def test_a_worker_blocking_its_event_loop_is_killed_by_the_gunicorn_timeout_afte
 
 
 def test_2000_connect_disconnect_cycles_leak_no_descriptors_or_memory(host, site):
+    """Two rounds of 2,000: a leak grows in each round, a warming allocator only in the first."""
     room = new_room("churn")
     cycles, parallel = 2000, 8
 
@@ -338,27 +336,34 @@ def test_2000_connect_disconnect_cycles_leak_no_descriptors_or_memory(host, site
 
         await asyncio.gather(*(one_client(k) for k in range(parallel)))
 
+    def one_round(fds_baseline: int) -> tuple[float, float, int, int]:
+        start = time.monotonic()
+        run(churn(cycles))
+        took = time.monotonic() - start
+        settle = wait_until(lambda: workers_fds_and_rss(host)[0] <= fds_baseline + 2, 20, 0.5)
+        return took, settle, *workers_fds_and_rss(host)
+
     pids = worker_pids(host)
     run(churn(200))  # warm-up: imports, pools and caches reach their working size
     time.sleep(2)
-    fds_before, rss_before = workers_fds_and_rss(host)
-    start = time.monotonic()
-    run(churn(cycles))
-    took = time.monotonic() - start
-    settle = wait_until(lambda: workers_fds_and_rss(host)[0] <= fds_before + 2, 20, 0.5)
-    fds_after, rss_after = workers_fds_and_rss(host)
-    growth = (rss_after - rss_before) / rss_before
+    fds0, rss0 = workers_fds_and_rss(host)
+    took1, settle1, fds1, rss1 = one_round(fds0)
+    took2, settle2, fds2, rss2 = one_round(fds0)
+    growth1, growth2 = (rss1 - rss0) / rss0, (rss2 - rss1) / rss0
     report(
-        f"{cycles} rapid websocket connect/disconnect cycles",
+        f"2 x {cycles} rapid websocket connect/disconnect cycles",
         "open files and memory of the workers return to where they were",
-        f"{cycles / took:.0f} cycles/s; workers' open files {fds_before} -> {fds_after} "
-        f"(settled in {settle:.2f} s); RSS {rss_before // 1024} -> {rss_after // 1024} MiB "
-        f"({growth:+.1%})",
-        settle,
+        f"{cycles / took1:.0f} and {cycles / took2:.0f} cycles/s; workers' open files "
+        f"{fds0} -> {fds1} -> {fds2} (settled in {settle1:.2f} and {settle2:.2f} s); "
+        f"RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} -> {rss2 / 1024:.1f} MiB "
+        f"({growth1:+.1%}, then {growth2:+.1%})",
+        max(settle1, settle2),
     )
     assert worker_pids(host) == pids, "a worker was replaced during the test"
-    assert fds_after <= fds_before + 2
-    assert growth < 0.10
+    assert fds1 <= fds0 + 2
+    assert fds2 <= fds0 + 2
+    assert growth1 < 0.10
+    assert growth2 < 0.03
 
 
 def test_every_acknowledged_message_survived_the_faults(host, site, ledger):
