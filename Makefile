@@ -13,7 +13,7 @@ DEMO_CONTAINER ?= channels-stack-demo
 export DEMO_PORT DEMO_CONTAINER
 S ?= default
 
-.PHONY: help venv docker images lint test test-app scenario demo demo-destroy clean
+.PHONY: help venv docker images test-clients lint test test-app scenario demo demo-destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ images: docker ## Build the Debian 12 and 13 systemd images (skipped when presen
 	@scripts/build-image.sh 12 "$(CHANNELS_STACK_IMAGE_12)"
 	@scripts/build-image.sh 13 "$(CHANNELS_STACK_IMAGE_13)"
 
+test-clients: ## Chromium, chromedriver and wscat for the faults scenario (installed when missing)
+	@scripts/test-clients.sh
+
 lint: venv ## yamllint, ansible-lint (production profile), ruff, role README tables
 	yamllint --strict .
 	ansible-lint
@@ -43,10 +46,10 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, role README tab
 test-app: venv ## The demo app's own tests
 	cd apps/chatdemo && python -m pytest -q
 
-test: venv images ## Lint and every test: the app's and every molecule scenario
+test: venv images test-clients ## Lint and every test: the app's and every molecule scenario
 	@scripts/test-all.sh
 
-scenario: venv images ## One molecule scenario: make scenario S=debian13
+scenario: venv images test-clients ## One molecule scenario: make scenario S=debian13
 	molecule test -s $(S)
 
 demo: venv ## The stack in a local systemd container, a smoke check, the URL

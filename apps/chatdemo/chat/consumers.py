@@ -2,7 +2,10 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+
+from chat.models import HISTORY_LENGTH, Message
 
 logger = logging.getLogger(__name__)
 
@@ -14,9 +17,26 @@ MAX_MESSAGE_LENGTH = 4096
 NO_CHANNEL_LAYER = None
 
 
+def iso_utc(moment):
+    """A time in ISO 8601, UTC, millisecond precision: 2025-01-31T12:34:56.789Z."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utc_now_iso():
     """The current time in ISO 8601, UTC, millisecond precision: 2025-01-31T12:34:56.789Z."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(datetime.now(UTC))
+
+
+@database_sync_to_async
+def store_message(room, text, sent_at):
+    Message.objects.create(room=room, text=text, sent_at=sent_at)
+
+
+@database_sync_to_async
+def recent_messages(room):
+    """The room's last HISTORY_LENGTH messages, oldest first."""
+    newest_first = Message.objects.filter(room=room).order_by("-id")[:HISTORY_LENGTH]
+    return [(m.text, m.sent_at) for m in reversed(newest_first)]
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -25,6 +45,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     Client -> server: {"message": "<1..4096 characters>"}
     Server -> client: {"message": ..., "room": ..., "sent_at": "<ISO 8601 UTC>"}
                       or {"error": "<reason>"} for a frame that was refused.
+    On connect the room's last 50 stored messages come first, oldest first, each with
+    "history": true. A message is stored before it is broadcast, so a sender that
+    receives its own message back knows it is kept.
     """
 
     group_name = None
@@ -34,6 +57,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.group_name = f"chat.{self.room}"
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
+        for text, sent_at in await recent_messages(self.room):
+            await self.send(
+                text_data=json.dumps(
+                    {
+                        "message": text,
+                        "room": self.room,
+                        "sent_at": iso_utc(sent_at),
+                        "history": True,
+                    }
+                )
+            )
 
     async def disconnect(self, code):
         if self.group_name is not None:
@@ -58,13 +92,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not 1 <= len(message) <= MAX_MESSAGE_LENGTH:
             await self.send_error(f"message must be 1 to {MAX_MESSAGE_LENGTH} characters")
             return
+        now = datetime.now(UTC)
+        try:
+            await store_message(self.room, message, now)
+        except Exception:
+            logger.exception("chat: could not store a message for room %s", self.room)
+            await self.send_error("message not stored, send it again")
+            return
         await self.channel_layer.group_send(
             self.group_name,
             {
                 "type": "chat.message",
                 "message": message,
                 "room": self.room,
-                "sent_at": utc_now_iso(),
+                "sent_at": iso_utc(now),
             },
         )
 

@@ -129,6 +129,9 @@ USE_X_FORWARDED_HOST = False
 
 APP_VERSION = os.environ.get("DJANGO_APP_VERSION", "").strip() or "dev"
 
+# Test-only endpoints that break the worker serving them (/fault/...). Never in production.
+FAULT_INJECTION = env_bool("DJANGO_FAULT_INJECTION", False)
+
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -6,6 +6,9 @@ from channels.layers import get_channel_layer
 
 SETTLE = 0.2  # seconds to wait when checking that nothing arrives
 
+# Chat messages are stored in the database before they are broadcast.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 def assert_recent_utc(sent_at):
     assert sent_at.endswith("Z")
@@ -189,3 +192,62 @@ async def test_invalid_room_or_unknown_path_is_refused(ws, path):
     accepted, _ = await ws(path)
 
     assert not accepted
+
+
+async def test_messages_are_stored_before_they_are_broadcast(ws):
+    from chat.models import Message
+
+    _, alice = await ws("/ws/chat/lobby/")
+
+    await alice.send_json_to({"message": "kept"})
+    received = await alice.receive_json_from(timeout=1)
+
+    stored = await Message.objects.aget(room="lobby")
+    assert stored.text == "kept"
+    assert received["sent_at"] == stored.sent_at.isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+async def test_a_new_client_gets_the_rooms_last_50_messages_oldest_first(ws):
+    _, alice = await ws("/ws/chat/lobby/")
+    _, carol = await ws("/ws/chat/kitchen/")
+    await carol.send_json_to({"message": "other room"})
+    await carol.receive_json_from(timeout=1)
+    for i in range(55):
+        await alice.send_json_to({"message": f"m{i}"})
+        await alice.receive_json_from(timeout=1)
+
+    _, bob = await ws("/ws/chat/lobby/")
+
+    history = [await bob.receive_json_from(timeout=1) for _ in range(50)]
+    assert [h["message"] for h in history] == [f"m{i}" for i in range(5, 55)]
+    for h in history:
+        assert set(h) == {"message", "room", "sent_at", "history"}
+        assert h["room"] == "lobby"
+        assert h["history"] is True
+        assert_recent_utc(h["sent_at"])
+    assert await bob.receive_nothing(timeout=SETTLE)
+
+    await alice.send_json_to({"message": "live"})
+    live = await bob.receive_json_from(timeout=1)
+    assert live["message"] == "live"
+    assert "history" not in live
+
+
+async def test_a_message_that_cannot_be_stored_is_not_broadcast(ws, monkeypatch):
+    from chat import consumers
+
+    async def broken_store(room, text, sent_at):
+        raise RuntimeError("database is locked")
+
+    _, alice = await ws("/ws/chat/lobby/")
+    _, bob = await ws("/ws/chat/lobby/")
+    monkeypatch.setattr(consumers, "store_message", broken_store)
+
+    await alice.send_json_to({"message": "lost?"})
+
+    assert await alice.receive_json_from(timeout=1) == {
+        "error": "message not stored, send it again"
+    }
+    assert await bob.receive_nothing(timeout=SETTLE)

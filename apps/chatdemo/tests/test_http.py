@@ -145,3 +145,18 @@ async def test_healthz_503_when_the_database_query_fails(http, monkeypatch):
     assert body["status"] == "error"
     assert body["database"] == "error: OperationalError: disk I/O error"
     assert body["channel_layer"] == "ok"
+
+
+async def test_fault_injection_endpoints_are_not_routed_by_default(http):
+    response = await http("GET", "/fault/block?seconds=1")
+
+    assert response.status == 404
+
+
+def test_fault_injection_endpoints_are_routed_only_when_enabled():
+    from django.conf import settings
+    from django.urls import Resolver404, resolve
+
+    assert settings.FAULT_INJECTION is False
+    with pytest.raises(Resolver404):
+        resolve("/fault/block")

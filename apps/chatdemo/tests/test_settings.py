@@ -73,6 +73,7 @@ def test_defaults():
             "SESSION_COOKIE_SECURE",
             "USE_X_FORWARDED_HOST",
             "ASGI_APPLICATION",
+            "FAULT_INJECTION",
         ],
         DJANGO_SECRET_KEY="x",
     )
@@ -96,6 +97,7 @@ def test_defaults():
     assert values["SESSION_COOKIE_SECURE"] is False
     assert values["USE_X_FORWARDED_HOST"] is False
     assert values["ASGI_APPLICATION"] == "chatdemo.asgi.application"
+    assert values["FAULT_INJECTION"] is False
 
 
 def test_values_from_the_environment(tmp_path):
@@ -253,3 +255,18 @@ def test_parse_database_url_refuses_what_it_cannot_use(url):
 def test_parse_channel_layers_refuses_what_it_cannot_use(raw):
     with pytest.raises(ImproperlyConfigured, match="DJANGO_CHANNEL_LAYERS"):
         parse_channel_layers(raw)
+
+
+def test_fault_injection_routes_the_blocking_endpoint_only_when_enabled():
+    probe = (
+        "import django; django.setup(); from django.urls import resolve; "
+        "print(resolve('/fault/block').url_name)"
+    )
+
+    enabled = run(["-c", probe], DJANGO_SECRET_KEY="x", DJANGO_FAULT_INJECTION="1")
+    disabled = run(["-c", probe], DJANGO_SECRET_KEY="x")
+
+    assert enabled.returncode == 0, enabled.stderr
+    assert enabled.stdout.strip() == "fault-block"
+    assert disabled.returncode != 0
+    assert "Resolver404" in disabled.stderr

@@ -71,7 +71,7 @@
     if (typeof data.error === "string") {
       show("error", data.error);
     } else if (typeof data.message === "string") {
-      show("message", data.message, formatTime(data.sent_at));
+      show(data.history ? "message history" : "message", data.message, formatTime(data.sent_at));
     }
   }
 
@@ -85,6 +85,8 @@
     ws.addEventListener("open", function () {
       if (ws !== socket) return;
       backoff = BACKOFF_MIN_MS;
+      // The server sends the room's recent history first: it replaces what was shown.
+      messages.replaceChildren();
       setStatus("open", "connected to #" + room);
     });
     ws.addEventListener("message", function (event) {
