@@ -55,6 +55,10 @@ scenario: venv images test-clients ## One molecule scenario: make scenario S=deb
 demo: venv ## The stack in a local systemd container, a smoke check, the URL
 	@scripts/demo.sh
 
+.PHONY: vault
+vault: venv ## Encrypted random secrets for an inventory: make vault ENV=production
+	@scripts/make-vault.sh $(or $(ENV),production)
+
 demo-destroy: ## Remove the demo container
 	-docker rm -f $(DEMO_CONTAINER)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,15 +49,31 @@ def http_port(container: str) -> int:
 class Site:
     """HTTP and websocket access to the site through nginx."""
 
-    def __init__(self, port: int, host: str = SITE_HOST) -> None:
+    def __init__(
+        self,
+        port: int,
+        host: str = SITE_HOST,
+        scheme: str = "http",
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.port = port
         self.host = host
-        self.origin = f"http://{host}"
+        self.scheme = scheme
+        self.ssl_context = ssl_context
+        self.origin = f"{scheme}://{host}"
+
+    def connection(self, timeout: float = 10) -> http.client.HTTPConnection:
+        if self.scheme == "https":
+            # Connect to the site's name so that TLS sends it (SNI) and checks it.
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout, context=self.ssl_context
+            )
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def get(
         self, path: str, host: str | None = None, timeout: float = 10
     ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = self.connection(timeout)
         try:
             conn.request("GET", path, headers={"Host": host or self.host})
             resp = conn.getresponse()
@@ -73,8 +90,10 @@ class Site:
         from websockets.asyncio.client import connect
 
         kwargs.setdefault("open_timeout", 10)
+        if self.scheme == "https":
+            kwargs.setdefault("ssl", self.ssl_context)
         return connect(
-            f"ws://{self.host}{path}",
+            f"{'wss' if self.scheme == 'https' else 'ws'}://{self.host}{path}",
             host="127.0.0.1",
             port=self.port,
             origin=origin or self.origin,

@@ -1,0 +1,72 @@
+"""Fixtures of the security scenario: the site over https, its certificate.
+
+The shared helpers of ../../resources/tests/conftest.py are loaded under
+another name and reused; only what TLS changes is added here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "shared_conftest", Path(__file__).resolve().parents[2] / "resources" / "tests" / "conftest.py"
+)
+assert _spec and _spec.loader
+shared = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(shared)
+
+Site = shared.Site
+SITE_HOST = shared.SITE_HOST
+redis_admin = shared.redis_admin
+container = shared.container
+http_port = shared.http_port
+
+APP = "channels-app"
+CERT = f"/etc/nginx/tls/{APP}.crt"
+KEY = f"/etc/nginx/tls/{APP}.key"
+
+
+def published_port(container: str, port: int) -> int:
+    out = subprocess.run(
+        ["docker", "port", container, f"{port}/tcp"], check=True, capture_output=True, text=True
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith("127.0.0.1:"):
+            return int(line.rsplit(":", 1)[1])
+    raise AssertionError(f"port {port} of {container} is not published on 127.0.0.1: {out!r}")
+
+
+@pytest.fixture(scope="module")
+def https_port(container: str) -> int:
+    return published_port(container, 443)
+
+
+@pytest.fixture(scope="module")
+def site_certificate(host, tmp_path_factory) -> Path:
+    """The certificate nginx serves, as the only CA a client trusts."""
+    path = tmp_path_factory.mktemp("tls") / "site.crt"
+    path.write_text(host.file(CERT).content_string)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tls_context(site_certificate: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(site_certificate))
+    assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def site(https_port: int, tls_context: ssl.SSLContext) -> Iterator[Site]:
+    yield Site(https_port, scheme="https", ssl_context=tls_context)
+
+
+@pytest.fixture(scope="module")
+def plain_site(http_port: int) -> Iterator[Site]:
+    yield Site(http_port)

@@ -1,0 +1,162 @@
+"""Bad settings fail in the first play, naming the variable, before anything changes.
+
+Each case re-runs playbooks/site.yml against the converged host with one bad
+value given as an extra var (the highest precedence, as a typo in group_vars
+would be for its host) and checks the message, that no later play started,
+and that no configuration file changed. The stack must still serve afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import APP, CERT
+
+REPO = Path(__file__).resolve().parents[3]
+WATCHED = [
+    f"/etc/nginx/sites-available/{APP}.conf",
+    "/etc/nginx/nginx.conf",
+    "/etc/redis/redis.conf",
+    f"/etc/{APP}/env",
+    f"/etc/{APP}/gunicorn.conf.py",
+    f"/etc/systemd/system/{APP}.service",
+    "/etc/systemd/system/nginx.service.d/channels-stack.conf",
+    CERT,
+]
+
+CASES = {
+    "tls-provided-without-certificate": (
+        {"nginx_tls_mode": "provided"},
+        "nginx_tls_certificate: nginx_tls_mode is provided but this holds no PEM certificate",
+    ),
+    "tls-provided-without-key": (
+        {"nginx_tls_mode": "provided", "nginx_tls_certificate": "@cert"},
+        "nginx_tls_certificate_key: nginx_tls_mode is provided but this holds no PEM private key",
+    ),
+    "tls-mode-unknown": (
+        {"nginx_tls_mode": "letsencrypt"},
+        "value of nginx_tls_mode must be one of: none, provided, selfsigned",
+    ),
+    "http-port-out-of-range": (
+        {"nginx_listen_port": 70000},
+        "nginx_listen_port: 70000 is not a port (1-65535)",
+    ),
+    "https-port-same-as-http": (
+        {"nginx_tls_port": 80},
+        "nginx_tls_port: 80 is also nginx_listen_port",
+    ),
+    "server-name-not-a-hostname": (
+        {"nginx_server_names": ["chat example.com"]},
+        "nginx_server_names: chat example.com is not a host name",
+    ),
+    "websocket-timeout-below-ping-interval": (
+        {"nginx_websocket_read_timeout": 15},
+        "nginx_websocket_read_timeout: 15 s is not longer than the 20 s between the app's",
+    ),
+    "worker-connections-not-a-number": (
+        {"nginx_worker_connections": "lots"},
+        "nginx_worker_connections",
+    ),
+    "gunicorn-workers-not-a-number": (
+        {"gunicorn_workers": "lots"},
+        "gunicorn_workers",
+    ),
+    "production-without-secret-key": (
+        {"django_app_secret_key_required": True},
+        "django_app_secret_key: empty, and this inventory sets django_app_secret_key_required",
+    ),
+    "secret-key-too-short": (
+        {"django_app_secret_key": "changeme"},
+        "django_app_secret_key: shorter than 50 characters",
+    ),
+    "allowed-host-not-a-hostname": (
+        {"django_app_allowed_hosts": ["localhost", "chat_example!"]},
+        "django_app_allowed_hosts: chat_example! is not a host name",
+    ),
+    "csrf-origin-without-scheme": (
+        {"django_app_csrf_trusted_origins": ["chat.example.com"]},
+        "django_app_csrf_trusted_origins: chat.example.com is not an origin with scheme",
+    ),
+    "secure-proxy-without-tls": (
+        {"nginx_tls_mode": "none"},
+        "django_app_secure_proxy: on, but nginx_tls_mode is none",
+    ),
+    "redis-port-zero-without-socket": (
+        {"redis_port": 0},
+        "redis_port: 0 (no TCP) but redis_unixsocket is empty",
+    ),
+    "redis-bound-to-every-address": (
+        {"redis_bind_addresses": ["0.0.0.0"]},
+        "redis_bind_addresses: 0.0.0.0 listens on every address",
+    ),
+    "redis-port-out-of-range": (
+        {"django_app_redis_port": 99999},
+        "django_app_redis_port: 99999 is not a port (1-65535)",
+    ),
+}
+
+
+def checksums(host) -> str:
+    return host.check_output("sha256sum " + " ".join(WATCHED))
+
+
+def run_site(extra_vars: dict) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_NOCOLOR="1",
+        # One line per result: messages are not wrapped.
+        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+        ANSIBLE_CALLBACK_FORMAT_PRETTY="0",
+    )
+    inventory = Path(env["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(inventory),
+            str(REPO / "playbooks" / "site.yml"),
+            "-e",
+            json.dumps(extra_vars),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_setting_fails_first_naming_the_variable_and_changes_nothing(host, case):
+    extra, message = CASES[case]
+    if extra.get("nginx_tls_certificate") == "@cert":
+        extra = {**extra, "nginx_tls_certificate": host.file(CERT).content_string}
+    before = checksums(host)
+    result = run_site(extra)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert message in " ".join(out.replace("\\n", " ").split()), out[-3000:]
+    assert "PLAY [Check every host's settings before anything changes]" in out
+    assert "PLAY [Redis channel layer]" not in out, "a play after the checks started"
+    assert "changed=0" in out and "failed=1" in out, out[-1500:]
+    assert checksums(host) == before
+
+
+def test_stack_still_serves_after_the_refused_runs(site):
+    status, body = site.get_json("/healthz")
+    assert status == 200 and body["status"] == "ok"
+
+    async def echo():
+        async with site.ws("/ws/echo/") as ws:
+            await ws.send("still here")
+            return await asyncio.wait_for(ws.recv(), 5)
+
+    assert asyncio.run(echo()) == "still here"
