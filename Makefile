@@ -55,12 +55,17 @@ scenario: venv images test-clients ## One molecule scenario: make scenario S=deb
 demo: venv ## The stack in a local systemd container, a smoke check, the URL
 	@scripts/demo.sh
 
+.PHONY: demo-tls
+demo-tls: venv ## The demo over https with a self-signed certificate, on port 8443
+	@DEMO_TLS=1 scripts/demo.sh
+
 .PHONY: vault
 vault: venv ## Encrypted random secrets for an inventory: make vault ENV=production
 	@scripts/make-vault.sh $(or $(ENV),production)
 
 demo-destroy: ## Remove the demo container
 	-docker rm -f $(DEMO_CONTAINER)
+	-docker rm -f $(DEMO_CONTAINER)-tls 2>/dev/null
 
 clean: demo-destroy ## Remove the virtualenv and local caches (not the images)
 	rm -rf $(VENV) .cache
