@@ -18,14 +18,16 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import connect
 
 
-async def smoke(base: str) -> None:
-    parts = urlsplit(base)
-    ws_base = ("wss" if parts.scheme == "https" else "ws") + "://" + parts.netloc
+def check_health(base: str) -> None:
     with urllib.request.urlopen(f"{base}/healthz", timeout=10) as resp:
         health = json.load(resp)
     assert health["status"] == "ok", health
     print(f"ok   /healthz: {health}")
 
+
+async def check_websockets(base: str) -> None:
+    parts = urlsplit(base)
+    ws_base = ("wss" if parts.scheme == "https" else "ws") + "://" + parts.netloc
     async with connect(f"{ws_base}/ws/echo/", origin=base) as ws:
         await ws.send("ping")
         assert await asyncio.wait_for(ws.recv(), 5) == "ping"
@@ -45,7 +47,8 @@ async def smoke(base: str) -> None:
 def main() -> int:
     base = (sys.argv[1] if len(sys.argv) > 1 else "http://localhost:8080").rstrip("/")
     try:
-        asyncio.run(smoke(base))
+        check_health(base)
+        asyncio.run(check_websockets(base))
     except Exception as exc:  # report any failure as one line
         print(f"FAIL smoke check against {base}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
