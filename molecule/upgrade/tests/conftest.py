@@ -1,0 +1,94 @@
+"""Fixtures for the release tests: the site's port, playbook runs, app copies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+APP = REPO / "apps" / "chatdemo"
+
+
+@pytest.fixture(scope="module")
+def container(host) -> str:
+    return host.backend.get_hostname()
+
+
+@pytest.fixture(scope="module")
+def http_port(container: str) -> int:
+    out = subprocess.run(
+        ["docker", "port", container, "80/tcp"], check=True, capture_output=True, text=True
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith("127.0.0.1:"):
+            return int(line.rsplit(":", 1)[1])
+    raise AssertionError(f"nginx port of {container} is not published on 127.0.0.1: {out!r}")
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    output: str
+    seconds: float
+
+    @property
+    def recap(self) -> str:
+        lines = self.output.splitlines()
+        start = max(i for i, line in enumerate(lines) if "PLAY RECAP" in line)
+        return "\n".join(lines[start : start + 3])
+
+
+@pytest.fixture(scope="module")
+def playbook() -> Callable[..., PlaybookRun]:
+    """Run playbooks/<name>.yml against the molecule host, as an operator would."""
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+    )
+
+    def run(name: str, **extra_vars: str) -> PlaybookRun:
+        argv = ["ansible-playbook", "-i", str(inventory), str(REPO / "playbooks" / f"{name}.yml")]
+        for key, value in extra_vars.items():
+            argv += ["-e", f"{key}={value}"]
+        start = time.monotonic()
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=REPO)
+        result = PlaybookRun(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start)
+        print(f"\n{name}.yml {extra_vars} -> rc={result.rc} in {result.seconds:.1f} s")
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def app_copy(tmp_path_factory) -> Callable[[str, Callable[[Path], None] | None], Path]:
+    """A copy of the demo app, optionally edited: the source of one release."""
+
+    def make(name: str, edit: Callable[[Path], None] | None = None) -> Path:
+        dest = tmp_path_factory.mktemp("releases") / name
+        shutil.copytree(
+            APP,
+            dest,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "db.sqlite3", "staticfiles"),
+        )
+        if edit is not None:
+            edit(dest)
+        return dest
+
+    return make
+
+
+def replace_in(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not found in {path}"
+    path.write_text(text.replace(old, new))
