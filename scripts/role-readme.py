@@ -27,8 +27,12 @@ def cell(value: object) -> str:
 def table(spec_path: Path) -> str:
     specs = yaml.safe_load(spec_path.read_text())["argument_specs"]
     rows = ["| variable | type | default | description |", "|---|---|---|---|"]
+    seen: set[str] = set()
     for entry, spec in specs.items():
         for name, opt in (spec.get("options") or {}).items():
+            if name in seen:  # entry points sharing the main options list them once
+                continue
+            seen.add(name)
             kind = opt.get("type", "str")
             if kind == "list" and "elements" in opt:
                 kind = f"list of {opt['elements']}"
