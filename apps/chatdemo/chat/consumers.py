@@ -2,16 +2,36 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_LENGTH = 4096
+HISTORY_LENGTH = 50
 
 # Consumers that never use the channel layer name an alias that is not configured, so
 # Channels gives them no layer: no channel name and no layer receive loop per connection,
 # and they keep working while the layer (Redis) is down.
 NO_CHANNEL_LAYER = None
+
+
+@database_sync_to_async
+def store_message(room, message, sent_at):
+    from chat.models import Message
+
+    Message.objects.create(room=room, message=message, sent_at=sent_at)
+
+
+@database_sync_to_async
+def recent_messages(room):
+    from chat.models import Message
+
+    rows = Message.objects.filter(room=room).order_by("-id")[:HISTORY_LENGTH]
+    return [
+        {"message": m.message, "room": m.room, "sent_at": m.sent_at, "history": True}
+        for m in reversed(rows)
+    ]
 
 
 def utc_now_iso():
@@ -34,6 +54,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.group_name = f"chat.{self.room}"
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
+        for frame in await recent_messages(self.room):
+            await self.send(text_data=json.dumps(frame))
 
     async def disconnect(self, code):
         if self.group_name is not None:
@@ -58,13 +80,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not 1 <= len(message) <= MAX_MESSAGE_LENGTH:
             await self.send_error(f"message must be 1 to {MAX_MESSAGE_LENGTH} characters")
             return
+        sent_at = utc_now_iso()
+        await store_message(self.room, message, sent_at)
         await self.channel_layer.group_send(
             self.group_name,
             {
                 "type": "chat.message",
                 "message": message,
                 "room": self.room,
-                "sent_at": utc_now_iso(),
+                "sent_at": sent_at,
             },
         )
 

@@ -10,6 +10,11 @@ TIMEOUT = 3
 
 
 @pytest.fixture(autouse=True)
+def chat_history_database(transactional_db):
+    """Chat consumers store and read messages: every test may use the database."""
+
+
+@pytest.fixture(autouse=True)
 def in_memory_channel_layer(settings):
     """A fresh in-memory channel layer for every test (the setting change drops the old one)."""
     settings.CHANNEL_LAYERS = {"default": dict(IN_MEMORY_LAYER)}
