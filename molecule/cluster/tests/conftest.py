@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -110,23 +111,45 @@ def app_peers(host) -> set[str]:
 
 
 class Placement:
-    """Finds the app host that took each new connection, from the app hosts' sockets."""
+    """Finds the app host holding a websocket, from the app hosts' logs.
+
+    Each client's URL carries a unique query string (the router ignores it);
+    the app host that accepted the handshake logs it.
+    """
 
     def __init__(self, hosts: dict[str, Any]) -> None:
         self.hosts = hosts
-        self.seen = {name: app_peers(hosts[name]) for name in APP_HOSTS}
 
-    def new_connection_host(self, timeout: float = 5) -> str:
-        deadline = time.monotonic() + timeout
+    @staticmethod
+    def tagged(path: str) -> tuple[str, str]:
+        tag = uuid.uuid4().hex
+        return f"{path}?client={tag}", tag
+
+    def host_of(self, tag: str, within: float = 10) -> str:
+        deadline = time.monotonic() + within
         while True:
-            now = {name: app_peers(self.hosts[name]) for name in APP_HOSTS}
-            fresh = [name for name in APP_HOSTS if now[name] - self.seen[name]]
-            self.seen = now
-            if len(fresh) == 1:
-                return fresh[0]
-            assert len(fresh) == 0, f"new connections on several app hosts at once: {fresh}"
-            assert time.monotonic() < deadline, "no app host took the new connection"
-            time.sleep(0.1)
+            found = [
+                name
+                for name in APP_HOSTS
+                if self.hosts[name]
+                .run(
+                    f"journalctl -q -u {APP}.service -o cat --since=-15min | grep -qF %s",
+                    f"client={tag}",
+                )
+                .rc
+                == 0
+            ]
+            if found:
+                assert len(found) == 1, f"one handshake logged on several hosts: {found}"
+                return found[0]
+            assert time.monotonic() < deadline, f"no app host logged the handshake of {tag}"
+            time.sleep(0.2)
+
+    async def connect(self, site: Site, path: str):
+        """Open a websocket through nginx; return (app host, websocket)."""
+        url, tag = self.tagged(path)
+        ws = await site.ws(url)
+        return self.host_of(tag), ws
 
 
 async def recv_json(ws, within: float = 5) -> dict[str, Any]:

@@ -87,8 +87,7 @@ def test_clients_are_spread_over_both_app_hosts_and_one_broadcast_reaches_all(si
         clients: list[tuple[str, object]] = []
         try:
             for _ in range(6):
-                ws = await site.ws(f"/ws/chat/{name}/")
-                clients.append((placement.new_connection_host(), ws))
+                clients.append(await placement.connect(site, f"/ws/chat/{name}/"))
             per_host = {h: sum(1 for c, _ in clients if c == h) for h in APP_HOSTS}
             counts = {h: len(app_peers(hosts[h])) for h in APP_HOSTS}
             print(f"chat clients per app host: {per_host}; app connections: {counts}")
@@ -116,18 +115,17 @@ def test_message_sent_through_one_app_host_is_in_history_through_the_other(site,
         placement = Placement(hosts)
         opened = []
         try:
-            writer = await site.ws(f"/ws/chat/{name}/")
+            writer_host, writer = await placement.connect(site, f"/ws/chat/{name}/")
             opened.append(writer)
-            writer_host = placement.new_connection_host()
             for text in texts:
                 await writer.send(json.dumps({"message": text}))
                 await recv_until(writer, text)  # stored before it was broadcast
             # least_conn sends the next client to the host without one; loop in case
             # an HTTP keepalive connection tipped the balance.
             for _ in range(6):
-                reader = await site.ws(f"/ws/chat/{name}/")
+                reader_host, reader = await placement.connect(site, f"/ws/chat/{name}/")
                 opened.append(reader)
-                if placement.new_connection_host() != writer_host:
+                if reader_host != writer_host:
                     break
             else:
                 raise AssertionError(f"every new client went to {writer_host}")
@@ -153,8 +151,7 @@ def test_with_gunicorn_stopped_on_one_host_requests_and_reconnects_go_to_the_oth
         clients = []
         try:
             for _ in range(4):
-                ws = await site.ws(f"/ws/chat/{name}/")
-                clients.append((placement.new_connection_host(), ws))
+                clients.append(await placement.connect(site, f"/ws/chat/{name}/"))
             assert {h for h, _ in clients} == set(APP_HOSTS)
             hosts[stopped].run_expect([0], f"systemctl stop {APP}.socket {APP}.service")
             try:
@@ -166,15 +163,13 @@ def test_with_gunicorn_stopped_on_one_host_requests_and_reconnects_go_to_the_oth
                     if where != stopped:
                         continue
                     await asyncio.wait_for(ws.wait_closed(), 30)
-                    fresh = await site.ws(f"/ws/chat/{name}/")
-                    clients[i] = (placement.new_connection_host(), fresh)
+                    clients[i] = await placement.connect(site, f"/ws/chat/{name}/")
                     assert clients[i][0] == alive
                 for _ in range(10):
                     status, body = site.get_json("/healthz")
                     assert status == 200, body
                 for _ in range(4):
-                    ws = await site.ws(f"/ws/chat/{name}/")
-                    clients.append((placement.new_connection_host(), ws))
+                    clients.append(await placement.connect(site, f"/ws/chat/{name}/"))
                     assert clients[-1][0] == alive
                 text = f"while {stopped} is down"
                 await clients[0][1].send(json.dumps({"message": text}))
