@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-scenarios=${SCENARIOS:-default debian13 security upgrade faults}
+scenarios=${SCENARIOS:-default debian13 security upgrade cluster faults}
 logdir=${TEST_LOG_DIR:-.cache/test-logs}
 mkdir -p "$logdir"
 passed=0 failed=0 stages_failed=()
