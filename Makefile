@@ -43,8 +43,9 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, role README tab
 	ruff format --check .
 	python scripts/role-readme.py --check
 
-test-app: venv ## The demo app's own tests
+test-app: venv ## The sample apps' own tests (chatdemo, wsgisample)
 	cd apps/chatdemo && python -m pytest -q
+	cd apps/wsgisample && python -m pytest -q
 
 test: venv images test-clients ## Lint and every test: the app's and every molecule scenario
 	@scripts/test-all.sh

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# `make test`: lint, the demo app's tests, then every molecule scenario.
+# `make test`: lint, the sample apps' tests, then every molecule scenario.
 # Every stage runs even when an earlier one fails; the run fails if any did.
 # Ends with one line counting the tests that passed and failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-scenarios=${SCENARIOS:-default debian13 security upgrade cluster faults}
+scenarios=${SCENARIOS:-default debian13 security upgrade cluster wsgi_to_asgi faults}
 logdir=${TEST_LOG_DIR:-.cache/test-logs}
 mkdir -p "$logdir"
 passed=0 failed=0 stages_failed=()
@@ -39,6 +39,7 @@ stage() {  # stage NAME COMMAND...
 total_start=$(date +%s)
 stage lint make --no-print-directory lint
 stage app-tests bash -c 'cd apps/chatdemo && python -m pytest -q -p no:cacheprovider'
+stage app-tests-wsgisample bash -c 'cd apps/wsgisample && python -m pytest -q -p no:cacheprovider'
 for s in $scenarios; do
   stage "molecule-$s" molecule test -s "$s"
 done
