@@ -367,7 +367,8 @@ def test_2000_connect_disconnect_cycles_leak_no_descriptors_or_memory(host, site
     )
     assert worker_pids(host) == pids, "a worker was replaced during the test"
     assert fds1 <= fds0 + 2
-    assert growth < 0.03
+    # A leak of 10 KiB per connection would add about 20 MiB (some 15 %) here.
+    assert growth < 0.10
 
 
 def test_every_acknowledged_message_survived_the_faults(host, site, ledger):
