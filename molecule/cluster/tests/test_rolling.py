@@ -91,8 +91,10 @@ class ChatLoop(threading.Thread):
             self.gaps.append(float("inf"))
 
 
-def service_start(host) -> str:
-    return host.check_output(f"systemctl show -p ActiveEnterTimestampMonotonic {APP}.service")
+def worker_pids(host) -> set[str]:
+    """The gunicorn workers of the app: a reload (HUP) or a restart replaces them all."""
+    main_pid = host.check_output(f"systemctl show -p MainPID --value {APP}.service")
+    return set(host.check_output(f"pgrep -P {main_pid}").split())
 
 
 def test_rolling_update_restarts_every_app_host_without_failed_requests_takes_minutes(
@@ -101,7 +103,7 @@ def test_rolling_update_restarts_every_app_host_without_failed_requests_takes_mi
     """Runs the whole site playbook with a new app version: minutes of Ansible."""
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     version = f"rolling-{uuid.uuid4().hex[:8]}"
-    started_before = {name: service_start(hosts[name]) for name in APP_HOSTS}
+    workers_before = {name: worker_pids(hosts[name]) for name in APP_HOSTS}
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
@@ -136,9 +138,9 @@ def test_rolling_update_restarts_every_app_host_without_failed_requests_takes_mi
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     for name in APP_HOSTS:
-        env_file = hosts[name].file(f"/etc/{APP}/env").content_string
-        assert f"DJANGO_APP_VERSION='{version}'" in env_file, name
-        assert service_start(hosts[name]) != started_before[name], f"{name} did not restart"
+        release_env = hosts[name].file(f"/srv/{APP}/current/.release.env").content_string
+        assert f"DJANGO_APP_VERSION='{version}'" in release_env, name
+        assert not worker_pids(hosts[name]) & workers_before[name], f"{name} kept its old workers"
     assert http_loop.requests > 20
     assert http_loop.failures == []
     assert chat_loop.gaps, "no chat client was disconnected: the test proved nothing"
