@@ -1,8 +1,9 @@
 """Fault injection for tests of the deployment: routed only with DJANGO_FAULT_INJECTION=1.
 
-GET /fault/block?seconds=N  blocks the event loop of the worker that serves it for N seconds
+POST /fault/block?seconds=N blocks the event loop of the worker that serves it for N seconds
                             (1 to 600, default 300), as a runaway synchronous call would; the
                             ASGI server's watchdog (gunicorn's timeout) is expected to kill it.
+                            POST, so that nginx never retries it on another worker.
 """
 
 import logging
@@ -11,14 +12,16 @@ import time
 
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.urls import path
-from django.views.decorators.http import require_safe
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
 logger = logging.getLogger(__name__)
 
 MAX_BLOCK_SECONDS = 600
 
 
-@require_safe
+@csrf_exempt
+@require_POST
 async def block(request):
     try:
         seconds = float(request.GET.get("seconds", "300"))

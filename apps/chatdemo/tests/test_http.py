@@ -148,7 +148,7 @@ async def test_healthz_503_when_the_database_query_fails(http, monkeypatch):
 
 
 async def test_fault_injection_endpoints_are_not_routed_by_default(http):
-    response = await http("GET", "/fault/block?seconds=1")
+    response = await http("POST", "/fault/block?seconds=1")
 
     assert response.status == 404
 

@@ -279,8 +279,14 @@ def test_a_worker_blocking_its_event_loop_is_killed_by_the_gunicorn_timeout_afte
 
         def blocking_request():
             try:
-                status, _, _ = site.get("/fault/block?seconds=300", timeout=60)
-                answer["status"] = status
+                # POST: nginx retries idempotent requests on its backup upstream entry,
+                # which would block a second worker.
+                conn = site.connection(60)
+                try:
+                    conn.request("POST", "/fault/block?seconds=300", headers={"Host": site.host})
+                    answer["status"] = conn.getresponse().status
+                finally:
+                    conn.close()
             except (OSError, http.client.HTTPException) as exc:
                 answer["status"] = type(exc).__name__
 
@@ -311,7 +317,7 @@ def test_a_worker_blocking_its_event_loop_is_killed_by_the_gunicorn_timeout_afte
 
     victim, killed, served, status, total, closed = run(scenario())
     report(
-        "a worker blocks its event loop (GET /fault/block)",
+        "a worker blocks its event loop (POST /fault/block)",
         f"killed by the gunicorn timeout ({timeout} s) and replaced; the others serve",
         f"worker {victim} replaced after {killed:.2f} s; /healthz 200 from another worker "
         f"{1 + served:.2f} s into the block; the blocking request got {status}; "
