@@ -48,17 +48,22 @@ def _query_database():
         raise RuntimeError(f"SELECT 1 returned {row!r}")
 
 
-async def check_database():
+async def _check(part, probe, limit, silence):
+    """ "ok" when probe() finishes within limit seconds, else a short error naming what failed."""
     try:
-        await asyncio.wait_for(_query_database(), DATABASE_TIMEOUT)
+        await asyncio.wait_for(probe(), limit)
     except TimeoutError:
-        status = f"error: no answer within {DATABASE_TIMEOUT:g}s"
+        status = f"error: {silence} within {limit:g}s"
     except Exception as exc:
         status = _error(exc)
     else:
         return "ok"
-    logger.warning("healthz: database check failed: %s", status)
+    logger.warning("healthz: %s check failed: %s", part, status)
     return status
+
+
+async def check_database():
+    return await _check("database", _query_database, DATABASE_TIMEOUT, "no answer")
 
 
 async def _channel_layer_round_trip():
@@ -74,16 +79,9 @@ async def _channel_layer_round_trip():
 
 
 async def check_channel_layer():
-    try:
-        await asyncio.wait_for(_channel_layer_round_trip(), CHANNEL_LAYER_TIMEOUT)
-    except TimeoutError:
-        status = f"error: no round trip within {CHANNEL_LAYER_TIMEOUT:g}s"
-    except Exception as exc:
-        status = _error(exc)
-    else:
-        return "ok"
-    logger.warning("healthz: channel layer check failed: %s", status)
-    return status
+    return await _check(
+        "channel layer", _channel_layer_round_trip, CHANNEL_LAYER_TIMEOUT, "no round trip"
+    )
 
 
 @csrf_exempt  # so that POST and the like get 405 from require_safe, not a CSRF 403
