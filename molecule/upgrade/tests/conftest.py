@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -16,20 +17,15 @@ REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "apps" / "chatdemo"
 
 
-@pytest.fixture(scope="module")
-def container(host) -> str:
-    return host.backend.get_hostname()
-
-
-@pytest.fixture(scope="module")
-def http_port(container: str) -> int:
-    out = subprocess.run(
-        ["docker", "port", container, "80/tcp"], check=True, capture_output=True, text=True
-    ).stdout
-    for line in out.splitlines():
-        if line.startswith("127.0.0.1:"):
-            return int(line.rsplit(":", 1)[1])
-    raise AssertionError(f"nginx port of {container} is not published on 127.0.0.1: {out!r}")
+# The shared fixtures of every single-host scenario (container, http_port).
+_spec = importlib.util.spec_from_file_location(
+    "upgrade_shared_conftest", REPO / "molecule" / "resources" / "tests" / "conftest.py"
+)
+assert _spec is not None and _spec.loader is not None
+shared = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(shared)
+container = shared.container
+http_port = shared.http_port
 
 
 @dataclass
