@@ -48,6 +48,11 @@ echo
 echo "make test took $(( $(date +%s) - total_start )) s"
 if [ ${#stages_failed[@]} -gt 0 ]; then
   echo "failed stages: ${stages_failed[*]}"
+  for name in "${stages_failed[@]}"; do  # what failed, without scrolling back
+    echo "--- $name: failed tests and tasks"
+    sed 's/\x1b\[[0-9;]*m//g' "$logdir/$name.log" |
+      grep -E '(FAILED|ERROR).*\.py::|\.py::.*(FAILED|ERROR)|^E  |fatal: \[|CRITICAL' | head -n 40
+  done
   # A stage that failed before its tests ran still counts as a failure.
   [ "$failed" -gt 0 ] || failed=${#stages_failed[@]}
 fi
