@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 scenarios=${SCENARIOS:-default debian13 security upgrade cluster wsgi_to_asgi faults}
 logdir=${TEST_LOG_DIR:-.cache/test-logs}
+# Molecule wraps output to the terminal width; wide lines keep a test's name
+# and its result on one line, so the summary below can find them.
+export COLUMNS=${COLUMNS:-250}
 mkdir -p "$logdir"
 passed=0 failed=0 stages_failed=()
 
