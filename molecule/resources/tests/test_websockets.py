@@ -56,10 +56,12 @@ def test_broadcast_reaches_every_client_in_the_room_across_workers(host, site):
     async def scenario():
         clients = []
         try:
-            # Open clients until the app's workers hold them between at least two.
-            for _ in range(40):
-                clients.append(await site.ws(f"/ws/chat/{name}/"))
-                if len(clients) >= 8 and len(worker_pids_with_clients(host)) >= 2:
+            # Open clients, eight at once so that several workers accept, until
+            # the app's workers hold them between at least two.
+            for _ in range(6):
+                batch = [site.ws(f"/ws/chat/{name}/") for _ in range(8)]
+                clients.extend(await asyncio.gather(*batch))
+                if len(worker_pids_with_clients(host)) >= 2:
                     break
             assert len(worker_pids_with_clients(host)) >= 2, "clients never spread over workers"
             outsider = await site.ws(f"/ws/chat/{other}/")
