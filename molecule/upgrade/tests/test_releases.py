@@ -55,6 +55,15 @@ def bump_code(app: Path, label: str) -> None:
     """A code-only change: same requirements, so the virtualenv is reused."""
     with (app / "chat" / "views.py").open("a") as views:
         views.write(f"\n# {label}\n")
+    # A new stylesheet too: a new hashed file in the static root.
+    with (app / "chat" / "static" / "chat" / "chat.css").open("a") as css:
+        css.write(f"\n/* {label} */\n")
+
+
+def hashed_static_name(host, name: str) -> str:
+    """The hashed file name the static manifest gives `name` now."""
+    manifest = json.loads(host.file(f"{HOME}/static/staticfiles.json").content_string)
+    return manifest["paths"][name]
 
 
 def test_site_yml_serves_release_1_from_the_release_layout(host, http_port):
@@ -84,6 +93,7 @@ def test_code_only_deploy_of_release_2_keeps_http_and_chat_working(
     assert healthz(http_port)["version"] == "2"
     state["release2"] = current_release(host)
     assert state["release2"].startswith("2-local-")
+    state["release2_css"] = hashed_static_name(host, "chat/chat.css")
     # A graceful reload (HUP): the same master, new workers.
     assert host.check_output("systemctl show -p MainPID --value channels-app.service") == (
         master_before
@@ -228,6 +238,19 @@ def test_only_the_last_releases_and_their_virtualenv_are_kept(host):
     assert state["release2"] not in releases_on_host(host)
     venvs = host.check_output(f"ls {HOME}/venvs").split()
     assert len(venvs) == 1, venvs
+
+
+def test_hashed_static_files_of_removed_releases_are_removed(host, http_port):
+    # Release 2's stylesheet went with release 2; the served one is still there.
+    assert not host.file(f"{HOME}/static/{state['release2_css']}").exists
+    css = hashed_static_name(host, "chat/chat.css")
+    assert host.file(f"{HOME}/static/{css}").exists
+    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+    try:
+        conn.request("GET", f"/static/{css}", headers={"Host": "localhost"})
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
 
 
 def test_manage_wrapper_runs_in_the_current_release(host):
