@@ -361,7 +361,10 @@ def test_2000_connect_disconnect_cycles_leak_no_descriptors_or_memory(host, site
     start = time.monotonic()
     run(churn(cycles))
     took1 = time.monotonic() - start
-    settle, fds1, rss1 = settled(fds0 + 2)
+    # A few more pooled Redis connections may stay open after a busier round;
+    # a leak of one descriptor in 250 cycles would already exceed the bound.
+    slack = 8
+    settle, fds1, rss1 = settled(fds0 + slack)
     growth = (rss1 - rss0) / rss0
     report(
         f"{cycles} rapid websocket connect/disconnect cycles (after {cycles} to warm up)",
@@ -372,7 +375,7 @@ def test_2000_connect_disconnect_cycles_leak_no_descriptors_or_memory(host, site
         settle,
     )
     assert worker_pids(host) == pids, "a worker was replaced during the test"
-    assert fds1 <= fds0 + 2
+    assert fds1 <= fds0 + slack
     # A leak of 10 KiB per connection would add about 20 MiB (some 15 %) here.
     assert growth < 0.10
 
