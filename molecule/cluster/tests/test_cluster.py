@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 
+import pytest
 from conftest import (
     APP,
     APP_HOSTS,
@@ -185,6 +186,39 @@ def test_with_gunicorn_stopped_on_one_host_requests_and_reconnects_go_to_the_oth
     asyncio.run(scenario())
 
 
+CONNECT_PROBE = (
+    "import socket,sys;"
+    "s=socket.socket();s.settimeout(5);"
+    "r=s.connect_ex((sys.argv[1],int(sys.argv[2])));"
+    "print({0:'connected',111:'refused',110:'timeout',11:'timeout'}.get(r,r))"
+)
+
+
+def tcp_connect(host, address: str, port: int) -> str:
+    """What a plain TCP connect from `host` to address:port gets."""
+    return host.check_output("python3 -c %s %s %s", CONNECT_PROBE, address, str(port))
+
+
+@pytest.mark.parametrize("port", [6379, 5432], ids=["redis", "postgresql"])
+def test_the_load_balancer_is_refused_at_connect_by_redis_and_postgresql(hosts, addresses, port):
+    assert tcp_connect(hosts[LB], addresses[DATA], port) == "refused"
+    for name in APP_HOSTS:
+        assert tcp_connect(hosts[name], addresses[DATA], port) == "connected", name
+
+
+def test_the_data_host_firewall_is_loaded_by_systemd_and_survives_a_reload(hosts, addresses):
+    data = hosts[DATA]
+    for service in ("redis", "postgresql"):
+        unit = data.service(f"channels-stack-firewall@{service}")
+        assert unit.is_enabled and unit.is_running, service
+        data.check_output("systemctl reload channels-stack-firewall@%s", service)
+        table = data.check_output("nft list table inet channels_stack_%s", service)
+        for name in APP_HOSTS:
+            assert addresses[name] in table, (service, name)
+        assert addresses[LB] not in table
+    assert tcp_connect(hosts[LB], addresses[DATA], 6379) == "refused"
+
+
 PG_STARTUP = (
     "import socket,struct,sys;"
     "s=socket.create_connection((sys.argv[1],5432),timeout=5);"
@@ -199,11 +233,13 @@ def pg_startup_answer(host, address: str) -> str:
     return host.check_output("python3 -c %s %s", PG_STARTUP, address)
 
 
-def test_postgresql_refuses_the_load_balancer_before_any_password(hosts, addresses):
-    answer = pg_startup_answer(hosts[LB], addresses[DATA])
+def test_postgresql_refuses_other_hosts_before_any_password_behind_the_firewall(hosts, addresses):
+    # The data host passes its own firewall (loopback); pg_hba.conf still has
+    # no entry for its private address, which is not an app host's.
+    answer = pg_startup_answer(hosts[DATA], addresses[DATA])
     assert answer.startswith("E"), answer
     assert "no pg_hba.conf entry" in answer
-    assert addresses[LB] in answer
+    assert addresses[DATA] in answer
 
 
 def test_postgresql_asks_app_hosts_for_their_password(hosts, addresses):
@@ -219,15 +255,16 @@ REDIS_PROBE = (
 )
 
 
-def test_redis_refuses_the_load_balancer_without_the_app_credentials(hosts, addresses):
-    lb = hosts[LB]
-    assert lb.check_output("python3 -c %s %s %s", REDIS_PROBE, addresses[DATA], "PING").startswith(
-        "-NOAUTH"
-    )
+def test_redis_asks_for_the_app_credentials_behind_the_firewall(hosts, addresses):
+    # Checked from the data host itself, which its firewall lets through.
+    data = hosts[DATA]
+    out = data.check_output("python3 -c %s %s %s", REDIS_PROBE, addresses[DATA], "PING")
+    assert out.startswith("-NOAUTH"), out
     for guess in ("AUTH default ''", "AUTH channels channels", "AUTH nopass"):
-        out = lb.check_output("python3 -c %s %s %s", REDIS_PROBE, addresses[DATA], guess)
+        out = data.check_output("python3 -c %s %s %s", REDIS_PROBE, addresses[DATA], guess)
         assert out.startswith("-WRONGPASS") or out.startswith("-ERR"), (guess, out)
     # The credentials live on the data host and in the app hosts' root-only env file.
+    lb = hosts[LB]
     assert not lb.file(f"/etc/{APP}/env").exists
     assert not lb.file("/etc/redis").exists
 
