@@ -1,37 +1,27 @@
 """Fixtures and helpers for the fault tests, on top of the shared ones.
 
 The shared fixtures (``container``, ``http_port``, ``site``) and ``redis_admin`` come from
-``molecule/resources/tests/conftest.py``, loaded under another module name so that both
-conftest files can coexist.
+``molecule/resources/tests/stack_testing.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import re
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-_SHARED = Path(__file__).resolve().parents[2] / "resources" / "tests" / "conftest.py"
-_spec = importlib.util.spec_from_file_location("channels_stack_shared_conftest", _SHARED)
-assert _spec is not None and _spec.loader is not None
-shared = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shared)
+# Shared with the other single-host scenarios (molecule/resources/tests/stack_testing.py);
+# listed in __all__ so that pytest registers the fixtures and tests import the helpers.
+from stack_testing import REPO, container, http_port, redis_admin, site
 
-# Re-exported: pytest registers the fixtures it finds in this module's namespace.
-container = shared.container
-http_port = shared.http_port
-site = shared.site
-redis_admin = shared.redis_admin
-REPO = shared.REPO
+__all__ = ["REPO", "container", "http_port", "redis_admin", "site"]
 
 APP = "channels-app"
 ARTIFACTS = REPO / ".cache" / "artifacts"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from conftest import REPO
+from stack_testing import REPO
 
 
 def converge(*extra: str) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ import json
 import shlex
 
 import pytest
-from conftest import group_var, role_default
+from stack_testing import group_var, role_default
 
 APP = "channels-app"
 

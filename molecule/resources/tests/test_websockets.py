@@ -9,7 +9,7 @@ import time
 import uuid
 
 import pytest
-from conftest import redis_admin
+from stack_testing import redis_admin
 from websockets.exceptions import InvalidStatus
 
 APP = "channels-app"

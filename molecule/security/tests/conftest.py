@@ -1,12 +1,11 @@
 """Fixtures of the security scenario: the site over https, its certificate.
 
-The shared helpers of ../../resources/tests/conftest.py are loaded under
-another name and reused; only what TLS changes is added here.
+The shared helpers of ../../resources/tests/stack_testing.py are reused;
+only what TLS changes is added here.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -14,18 +13,11 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "shared_conftest", Path(__file__).resolve().parents[2] / "resources" / "tests" / "conftest.py"
-)
-assert _spec and _spec.loader
-shared = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shared)
+# Shared with the other single-host scenarios (molecule/resources/tests/stack_testing.py);
+# listed in __all__ so that pytest registers the fixtures and tests import the helpers.
+from stack_testing import SITE_HOST, Site, container, http_port, redis_admin
 
-Site = shared.Site
-SITE_HOST = shared.SITE_HOST
-redis_admin = shared.redis_admin
-container = shared.container
-http_port = shared.http_port
+__all__ = ["SITE_HOST", "Site", "container", "http_port", "redis_admin"]
 
 APP = "channels-app"
 CERT = f"/etc/nginx/tls/{APP}.crt"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -13,19 +12,14 @@ from pathlib import Path
 
 import pytest
 
+# Shared with the other single-host scenarios (molecule/resources/tests/stack_testing.py);
+# listed in __all__ so that pytest registers the fixtures and tests import the helpers.
+from stack_testing import container, http_port
+
+__all__ = ["container", "http_port"]
+
 REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "apps" / "chatdemo"
-
-
-# The shared fixtures of every single-host scenario (container, http_port).
-_spec = importlib.util.spec_from_file_location(
-    "upgrade_shared_conftest", REPO / "molecule" / "resources" / "tests" / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-shared = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shared)
-container = shared.container
-http_port = shared.http_port
 
 
 @dataclass

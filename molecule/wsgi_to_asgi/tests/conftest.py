@@ -1,12 +1,11 @@
 """Fixtures of the conversion scenario: the shared ones, plus re-running site.yml.
 
-The shared fixtures (``site``, ``http_port``, ...) come from ../../resources/tests/conftest.py,
-loaded under another module name so both conftest files can coexist.
+The shared fixtures (``site``, ``http_port``, ...) come from
+../../resources/tests/stack_testing.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -15,20 +14,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
-_path = Path(__file__).resolve().parents[2] / "resources" / "tests" / "conftest.py"
-_spec = importlib.util.spec_from_file_location("resources_conftest", _path)
-assert _spec is not None and _spec.loader is not None
-shared = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shared)
+# Shared with the other single-host scenarios (molecule/resources/tests/stack_testing.py);
+# listed in __all__ so that pytest registers the fixtures and tests import the helpers.
+from stack_testing import REPO, Site, container, http_port, redis_admin, site
 
-REPO = shared.REPO
-Site = shared.Site
-redis_admin = shared.redis_admin
-container = shared.container
-http_port = shared.http_port
-site = shared.site
+__all__ = ["REPO", "Site", "container", "http_port", "redis_admin", "site"]
 
 CHATDEMO = {
     "django_app_local_path": str(REPO / "apps" / "chatdemo"),
