@@ -94,6 +94,14 @@ CASES = {
         {"redis_bind_addresses": ["0.0.0.0"]},
         "redis_bind_addresses: 0.0.0.0 listens on every address",
     ),
+    "redis-firewall-admitting-no-client": (
+        {"redis_bind_addresses": ["127.0.0.1", "10.9.9.9"], "redis_allowed_clients": []},
+        "redis_allowed_clients: empty while Redis listens on 127.0.0.1, 10.9.9.9",
+    ),
+    "redis-firewall-client-not-an-address": (
+        {"redis_bind_addresses": ["127.0.0.1", "10.9.9.9"], "redis_allowed_clients": ["app1.lan"]},
+        "redis_allowed_clients: 'app1.lan' is not an IPv4 or IPv6 address or network",
+    ),
     "redis-port-out-of-range": (
         {"django_app_redis_port": 99999},
         "django_app_redis_port: 99999 is not a port (1-65535)",
