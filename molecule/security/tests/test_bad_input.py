@@ -102,6 +102,10 @@ CASES = {
         {"redis_bind_addresses": ["127.0.0.1", "10.9.9.9"], "redis_allowed_clients": ["app1.lan"]},
         "redis_allowed_clients: 'app1.lan' is not an IPv4 or IPv6 address or network",
     ),
+    "redis-firewall-on-a-host-without-net-admin": (
+        {"redis_bind_addresses": ["127.0.0.1", "10.9.9.9"], "redis_allowed_clients": ["10.9.9.8"]},
+        "this host (a container?) lacks the NET_ADMIN capability",
+    ),
     "redis-port-out-of-range": (
         {"django_app_redis_port": 99999},
         "django_app_redis_port: 99999 is not a port (1-65535)",
