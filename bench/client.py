@@ -46,6 +46,7 @@ class Chat:
 
     seqs: set[int] = field(default_factory=set)
     latencies: list[float] = field(default_factory=list)
+    by_seq: dict[int, float] = field(default_factory=dict)
 
 
 def cpu_seconds() -> float:
@@ -194,6 +195,7 @@ class Worker:
                 record = self.chats[ws]  # replaced by chat_reset
                 record.seqs.add(int(seq))
                 record.latencies.append(now - float(sent))
+                record.by_seq[int(seq)] = now - float(sent)
 
     async def do_chat_reset(self, tag: str) -> dict[str, Any]:
         for ws in self.sockets.get(tag, []):
@@ -203,17 +205,24 @@ class Worker:
     async def do_chat_collect(self, tag: str, first: int, last: int) -> dict[str, Any]:
         """Latencies of messages first..last and how many each socket missed."""
         latencies: list[float] = []
+        first: dict[int, float] = {}
+        last: dict[int, float] = {}
         missed = 0
         lost_sockets = 0
         expected = set(range(first, last + 1))
         for ws in self.sockets.get(tag, []):
             record = self.chats[ws]
             latencies.extend(record.latencies)
+            for seq, latency in record.by_seq.items():
+                first[seq] = min(first.get(seq, latency), latency)
+                last[seq] = max(last.get(seq, latency), latency)
             missing = len(expected - record.seqs)
             missed += missing
             lost_sockets += missing > 0
         return {
             "latencies_ms": [round(x * 1000, 3) for x in latencies],
+            "first_ms": {seq: round(x * 1000, 3) for seq, x in first.items()},
+            "last_ms": {seq: round(x * 1000, 3) for seq, x in last.items()},
             "missed": missed,
             "sockets_missing_messages": lost_sockets,
             "sockets": len(self.sockets.get(tag, [])),

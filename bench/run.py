@@ -363,6 +363,28 @@ class Bench:
         seconds = time.monotonic() - started
         collected = clients.all("chat_collect", tag=tag, first=1, last=messages)
         latencies = [x for r in collected for x in r["latencies_ms"]]
+        # Per message: when its first and its last recipient had it. The first shows
+        # the path (sender, app, layer, Redis, back); the spread, the work done once
+        # per recipient (app, nginx and client, one after the other on each core).
+        first: dict[int, float] = {}
+        last: dict[int, float] = {}
+        for r in collected:
+            for seq, x in r["first_ms"].items():
+                first[seq] = min(first.get(seq, x), x)
+            for seq, x in r["last_ms"].items():
+                last[seq] = max(last.get(seq, x), x)
+        server = self.cpu_during(cpu_before, seconds)
+        usage = clients.usage(collected)
+        per_second = len(latencies) / seconds
+        cost = {
+            f"{name}_us_per_delivery": round(cores * 1e6 / per_second if per_second else 0, 1)
+            for name, cores in (
+                ("app", server["channels-app_cpu_cores"]),
+                ("nginx", server["nginx_cpu_cores"]),
+                ("redis", server["redis-server_cpu_cores"]),
+                ("client", usage["client_cpu_cores"]),
+            )
+        }
         result = {
             "room_size": size,
             "opened": opened["opened"],
@@ -373,8 +395,11 @@ class Bench:
             "deliveries": len(latencies),
             "missed": sum(r["missed"] for r in collected) + (size - opened["opened"]) * messages,
             **summary(latencies),
-            **clients.usage(collected),
-            **self.cpu_during(cpu_before, seconds),
+            "first_recipient_p50_ms": percentile(list(first.values()), 50),
+            "last_recipient_p50_ms": percentile(list(last.values()), 50),
+            **cost,
+            **usage,
+            **server,
         }
         clients.all("close", tag=tag, concurrency=500)
         result["group_members_left"] = self.members_left(f"asgi:group:chat.{room}")
@@ -503,7 +528,7 @@ def main() -> int:
     parser.add_argument(
         "--room-sizes",
         type=lambda s: [int(x) for x in s.split(",")],
-        default=[2000, 3000, 5000, 8000],
+        default=[1250, 1500, 2000, 3000, 5000],
     )
     args = parser.parse_args()
 

@@ -65,7 +65,7 @@ echo "==> benchmarks with the role defaults (pid $pid)"
 bench --phases scale,echo,fanout,burst --layer core
 converge deflate playbooks/site.yml --tags gunicorn -e gunicorn_ws_per_message_deflate=true
 bench --phases deflate,fanout --layer core-deflate --compression
-converge pubsub playbooks/site.yml --tags django_app \
+converge pubsub playbooks/site.yml \
   -e django_app_channel_layer_backend=channels_redis.pubsub.RedisPubSubChannelLayer
 bench --phases fanout,burst --layer pubsub
 converge defaults playbooks/site.yml
