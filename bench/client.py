@@ -205,8 +205,8 @@ class Worker:
     async def do_chat_collect(self, tag: str, first: int, last: int) -> dict[str, Any]:
         """Latencies of messages first..last and how many each socket missed."""
         latencies: list[float] = []
-        first: dict[int, float] = {}
-        last: dict[int, float] = {}
+        first_at: dict[int, float] = {}
+        last_at: dict[int, float] = {}
         missed = 0
         lost_sockets = 0
         expected = set(range(first, last + 1))
@@ -214,15 +214,15 @@ class Worker:
             record = self.chats[ws]
             latencies.extend(record.latencies)
             for seq, latency in record.by_seq.items():
-                first[seq] = min(first.get(seq, latency), latency)
-                last[seq] = max(last.get(seq, latency), latency)
+                first_at[seq] = min(first_at.get(seq, latency), latency)
+                last_at[seq] = max(last_at.get(seq, latency), latency)
             missing = len(expected - record.seqs)
             missed += missing
             lost_sockets += missing > 0
         return {
             "latencies_ms": [round(x * 1000, 3) for x in latencies],
-            "first_ms": {seq: round(x * 1000, 3) for seq, x in first.items()},
-            "last_ms": {seq: round(x * 1000, 3) for seq, x in last.items()},
+            "first_ms": {seq: round(x * 1000, 3) for seq, x in first_at.items()},
+            "last_ms": {seq: round(x * 1000, 3) for seq, x in last_at.items()},
             "missed": missed,
             "sockets_missing_messages": lost_sockets,
             "sockets": len(self.sockets.get(tag, [])),

@@ -26,7 +26,8 @@ def fmt(value: Any, unit: str = "") -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        value = f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
+        digits = 2 if abs(value) < 10 else 1 if abs(value) < 1000 else 0
+        value = f"{value:,.{digits}f}"
     elif isinstance(value, int):
         value = f"{value:,}"
     return f"{value}{unit}"
@@ -56,7 +57,7 @@ def chart_scale(scale: dict[str, Any], path: Path) -> None:
     held = [p["sockets"] for p in points]
     fig, (mem, lat) = plt.subplots(1, 2, figsize=(11, 4.2))
     base = scale["baseline_memory_kib"]
-    for key, label in (("channels-app", "app workers"), ("nginx", "nginx"), ("tcp_buffers", "TCP")):
+    for key, label in (("channels-app", "app workers"), ("nginx", "nginx")):
         mem.plot(
             held,
             [(p["memory_kib"][key] - base[key]) / 1024 for p in points],
@@ -177,6 +178,7 @@ def section_summary(r: dict[str, Any]) -> list[str]:
         )
     for layer, result in r.get("fanout", {}).items():
         room = result["room_1000"]
+        ok99 = result["largest_room_p99_100ms"] is not None
         ok = (
             room["p50_ms"] is not None
             and room["p50_ms"] <= 20
@@ -187,7 +189,8 @@ def section_summary(r: dict[str, Any]) -> list[str]:
             f"| Fan-out to 1,000, p50 ≤ 20 ms, p99 ≤ 100 ms, none missed "
             f"({LAYERS.get(layer, layer)}) | p50 {fmt(room['p50_ms'])} ms, "
             f"p99 {fmt(room['p99_ms'])} ms, {fmt(room['missed'])} missed; largest room "
-            f"within p99 100 ms: {fmt(result['largest_room_p99_100ms'])} | {verdict(ok)} |"
+            f"within p99 100 ms: {fmt(result['largest_room_p99_100ms']) if ok99 else 'none'} | "
+            f"{verdict(ok)} |"
         )
     for layer, burst in r.get("burst", {}).items():
         ok = burst["http_500"] == 0 and burst["connected"] == burst["clients"]
@@ -216,16 +219,16 @@ def section_summary(r: dict[str, Any]) -> list[str]:
 def section_scale(scale: dict[str, Any]) -> list[str]:
     rows = [
         "| Sockets | Failures | Opened in | Handshake p50 / p99 | App KiB/socket | "
-        "nginx KiB/socket | TCP KiB/socket | Echo p50 / p99 | Client CPU while opening | "
+        "nginx KiB/socket | Echo p50 / p99 | Client CPU while opening | "
         "Server CPU while opening (cores) | Sockets per app worker |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in scale["points"]:
         rows.append(
             f"| {fmt(p['sockets'])} | {sum(p['failures'].values())} | {p['open_seconds']} s | "
             f"{fmt(p['handshake']['p50_ms'])} / {fmt(p['handshake']['p99_ms'])} ms | "
             f"{p['app_kib_per_socket']} | {p['nginx_kib_per_socket']} | "
-            f"{p['tcp_kib_per_socket']} | {p['echo_while_held']['p50_ms']} / "
+            f"{p['echo_while_held']['p50_ms']} / "
             f"{p['echo_while_held']['p99_ms']} ms | {client_cpu(p['open_client'])} | "
             f"{server_cpu(p['open_server'])} | {', '.join(map(str, p['app_sockets_per_worker']))} |"
         )
@@ -257,24 +260,41 @@ def section_echo(echo: dict[str, Any]) -> list[str]:
 
 def section_fanout(fanout: dict[str, Any]) -> list[str]:
     rows = [
-        "| Layer | Room | Messages | Deliveries | Missed | p50 | p99 | max | Client CPU | "
-        "Server CPU (cores) | Members left |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Layer | Room | Messages | Deliveries | Missed | p50 | p99 | max | "
+        "First / last recipient, p50 | Client CPU | Server CPU (cores) | Members left |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for layer, result in fanout.items():
         for s in [result["room_1000"], *result["steps"]]:
             rows.append(
                 f"| {LAYERS.get(layer, layer)} | {fmt(s['room_size'])} | {s['messages']} | "
                 f"{fmt(s['deliveries'])} | {fmt(s['missed'])} | {fmt(s['p50_ms'])} ms | "
-                f"{fmt(s['p99_ms'])} ms | {fmt(s['max_ms'])} ms | {client_cpu(s)} | "
-                f"{server_cpu(s)} | {fmt(s.get('group_members_left'))} |"
+                f"{fmt(s['p99_ms'])} ms | {fmt(s['max_ms'])} ms | "
+                f"{fmt(s.get('first_recipient_p50_ms'))} / {fmt(s.get('last_recipient_p50_ms'))} ms"
+                f" | {client_cpu(s)} | {server_cpu(s)} | "
+                f"{'n/a' if 'pubsub' in layer else fmt(s.get('group_members_left'))} |"
             )
+    rows += [
+        "",
+        "CPU time per delivery in the 1,000-client room (CPU used during the run divided by",
+        "the messages delivered):",
+        "",
+        "| Layer | App | nginx | Redis | Client | All |",
+        "|---|---|---|---|---|---|",
+    ]
+    for layer, result in fanout.items():
+        s = result["room_1000"]
+        parts = [s.get(f"{k}_us_per_delivery") for k in ("app", "nginx", "redis", "client")]
+        if None in parts:
+            continue
+        cells = " | ".join(f"{fmt(p)} µs" for p in parts)
+        rows.append(f"| {LAYERS.get(layer, layer)} | {cells} | {fmt(sum(parts))} µs |")
     spread = {
         LAYERS.get(k, k): v["room_1000"].get("app_connections_per_worker")
         for k, v in fanout.items()
     }
-    rows += ["", "Connections of the 1,000-client room per app worker: "]
-    rows += [f"{name}: {', '.join(map(str, s or []))}; " for name, s in spread.items()]
+    rows += ["", "Connections of the 1,000-client room per app worker:", ""]
+    rows += [f"- {name}: {', '.join(map(str, s or []))}" for name, s in spread.items()]
     return rows
 
 

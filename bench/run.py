@@ -294,7 +294,7 @@ class Bench:
                 "nginx": {"trips": 0, "rtts": [], "seconds": 0.0, "cpu": []},
                 "direct": {"trips": 0, "rtts": [], "seconds": 0.0, "cpu": []},
             }
-            for _ in range(2):  # nginx, direct, nginx, direct: both see the same neighbours
+            for _ in range(self.args.echo_rounds):  # alternating: both see the same neighbours
                 for path in ("nginx", "direct"):
                     clients.mark()
                     cpu_before = self.stack.cpu()
@@ -524,6 +524,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=400, help="handshakes in flight")
     parser.add_argument("--hold", type=int, default=45, help="seconds the most sockets are held")
     parser.add_argument("--echo-seconds", type=float, default=10)
+    parser.add_argument("--echo-rounds", type=int, default=3, help="nginx/direct alternations")
     parser.add_argument("--fanout-messages", type=int, default=150)
     parser.add_argument(
         "--room-sizes",
