@@ -60,6 +60,10 @@ demo: venv ## The stack in a local systemd container, a smoke check, the URL
 demo-tls: venv ## The demo over https with a self-signed certificate, on port 8443
 	@DEMO_TLS=1 scripts/demo.sh
 
+.PHONY: bench
+bench: venv ## Converge a stack, measure it, write docs/benchmarks.md (root; not a test)
+	@scripts/bench.sh
+
 .PHONY: vault
 vault: venv ## Encrypted random secrets for an inventory: make vault ENV=production
 	@scripts/make-vault.sh $(or $(ENV),production)

@@ -1,0 +1,1 @@
+"""Benchmarks of a deployed channels-stack: websockets held, echo, fan-out, bursts."""
