@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from conftest import APP, APP_HOSTS, REPO, SITE_HOST
+from stack_testing import playbook_env
 
 CHAT_CLIENTS = 4
 MAX_CHAT_GAP = 5.0
@@ -104,12 +105,7 @@ def test_rolling_update_restarts_every_app_host_without_failed_requests_takes_mi
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     version = f"rolling-{uuid.uuid4().hex[:8]}"
     workers_before = {name: worker_pids(hosts[name]) for name in APP_HOSTS}
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-        ANSIBLE_FORCE_COLOR="0",
-    )
+    env = playbook_env()
     http_loop, chat_loop = HttpLoop(http_port), ChatLoop(site)
     http_loop.start()
     chat_loop.start()

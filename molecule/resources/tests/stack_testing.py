@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -30,6 +31,19 @@ def role_default(role: str, name: str) -> Any:
 
 def group_var(name: str) -> Any:
     return yaml.safe_load((REPO / "group_vars" / "all.yml").read_text())[name]
+
+
+def playbook_env(**overrides: str) -> dict[str, str]:
+    """The environment for running this checkout's playbooks against a scenario's hosts."""
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_NOCOLOR="1",
+    )
+    env.update(overrides)
+    return env
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import APP, CERT
+from stack_testing import playbook_env
 
 REPO = Path(__file__).resolve().parents[3]
 WATCHED = [
@@ -118,12 +118,7 @@ def checksums(host) -> str:
 
 
 def run_site(extra_vars: dict) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_NOCOLOR="1",
+    env = playbook_env(
         # One line per result: messages are not wrapped.
         ANSIBLE_CALLBACK_RESULT_FORMAT="json",
         ANSIBLE_CALLBACK_FORMAT_PRETTY="0",

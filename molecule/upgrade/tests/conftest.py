@@ -14,7 +14,7 @@ import pytest
 
 # Shared with the other single-host scenarios (molecule/resources/tests/stack_testing.py);
 # listed in __all__ so that pytest registers the fixtures and tests import the helpers.
-from stack_testing import container, http_port
+from stack_testing import container, http_port, playbook_env
 
 __all__ = ["container", "http_port"]
 
@@ -39,13 +39,7 @@ class PlaybookRun:
 def playbook() -> Callable[..., PlaybookRun]:
     """Run playbooks/<name>.yml against the molecule host, as an operator would."""
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-    )
+    env = playbook_env()
 
     def run(name: str, **extra_vars: str) -> PlaybookRun:
         argv = ["ansible-playbook", "-i", str(inventory), str(REPO / "playbooks" / f"{name}.yml")]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 # Shared with the other single-host scenarios (molecule/resources/tests/stack_testing.py);
 # listed in __all__ so that pytest registers the fixtures and tests import the helpers.
-from stack_testing import REPO, Site, container, http_port, redis_admin, site
+from stack_testing import REPO, Site, container, http_port, playbook_env, redis_admin, site
 
 __all__ = ["REPO", "Site", "container", "http_port", "redis_admin", "site"]
 
@@ -31,18 +31,11 @@ CHATDEMO = {
 
 def converge(**extra_vars: object) -> subprocess.CompletedProcess[str]:
     """Run playbooks/site.yml against the scenario's host, as a user re-running it would."""
-    env = dict(os.environ)
     # The controller packs the local source under TMPDIR; a directory of this checkout's
     # own keeps concurrent runs from other checkouts of the repository from sharing it.
     tmpdir = REPO / ".cache" / "tmp"
     tmpdir.mkdir(parents=True, exist_ok=True)
-    env.update(
-        TMPDIR=str(tmpdir),
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_NOCOLOR="1",
-    )
+    env = playbook_env(TMPDIR=str(tmpdir))
     playbook = shutil.which("ansible-playbook") or "ansible-playbook"
     return subprocess.run(
         [
