@@ -36,4 +36,4 @@ print(f'vault_redis_app_password: "{token(40)}"')
 PY
 # Asks for a new vault password unless ANSIBLE_VAULT_PASSWORD_FILE names one.
 ansible-vault encrypt --output "$file" "$plain"
-echo "created $file (encrypted); inventories/$env/group_vars/all.yml reads its vault_* values"
+echo "created $file (encrypted); inventories/$env/group_vars/all/main.yml reads its vault_* values"

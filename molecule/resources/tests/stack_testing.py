@@ -1,10 +1,11 @@
-"""Shared helpers and fixtures of the single-host scenarios: reach the stack in a
-molecule container through nginx. Scenario conftests import them from here
+"""Shared helpers and fixtures of the scenarios: reach the stack in a molecule
+container through nginx. Scenario conftests import them from here
 (pyproject.toml puts this directory on pytest's path).
 
-nginx is published on the controller's loopback (``127.0.0.1::80`` in
-molecule.yml); clients connect there and send the site's host name, so every
-request crosses nginx exactly as a browser's would.
+By default nginx is published on the controller's loopback (``127.0.0.1::80``
+in molecule.yml); clients connect there and send the site's host name, so
+every request crosses nginx exactly as a browser's would. A scenario whose
+converge writes site.json (scheme, host, address, port, ca) is reached there.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -30,7 +32,7 @@ def role_default(role: str, name: str) -> Any:
 
 
 def group_var(name: str) -> Any:
-    return yaml.safe_load((REPO / "group_vars" / "all.yml").read_text())[name]
+    return yaml.safe_load((REPO / "group_vars" / "all" / "main.yml").read_text())[name]
 
 
 def playbook_env(**overrides: str) -> dict[str, str]:
@@ -41,6 +43,8 @@ def playbook_env(**overrides: str) -> dict[str, str]:
         ANSIBLE_ROLES_PATH=str(REPO / "roles"),
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_NOCOLOR="1",
+        # Facts are gathered anew: a container made again may have a new address.
+        ANSIBLE_CACHE_PLUGIN="memory",
     )
     env.update(overrides)
     return env
@@ -51,19 +55,36 @@ def container(host) -> str:
     return host.backend.get_hostname()
 
 
-@pytest.fixture(scope="module")
-def http_port(container: str) -> int:
+def published_port(container: str, port: int) -> int:
+    """The controller's loopback port docker publishes a container's port on."""
     out = subprocess.run(
-        ["docker", "port", container, "80/tcp"], check=True, capture_output=True, text=True
+        ["docker", "port", container, f"{port}/tcp"], check=True, capture_output=True, text=True
     ).stdout
     for line in out.splitlines():
         if line.startswith("127.0.0.1:"):
             return int(line.rsplit(":", 1)[1])
-    raise AssertionError(f"nginx port of {container} is not published on 127.0.0.1: {out!r}")
+    raise AssertionError(f"port {port} of {container} is not published on 127.0.0.1: {out!r}")
+
+
+@pytest.fixture(scope="module")
+def http_port(container: str) -> int:
+    return published_port(container, 80)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to an address, sending and checking the site's name (SNI), whatever it resolves to."""
+
+    def __init__(self, address: str, server_name: str, port: int, **kwargs: Any) -> None:
+        super().__init__(server_name, port, **kwargs)
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
 class Site:
-    """HTTP and websocket access to the site through nginx."""
+    """HTTP and websocket access to the site through nginx, at an address, by the site's name."""
 
     def __init__(
         self,
@@ -71,20 +92,21 @@ class Site:
         host: str = SITE_HOST,
         scheme: str = "http",
         ssl_context: ssl.SSLContext | None = None,
+        address: str = "127.0.0.1",
     ) -> None:
         self.port = port
         self.host = host
         self.scheme = scheme
         self.ssl_context = ssl_context
+        self.address = address
         self.origin = f"{scheme}://{host}"
 
     def connection(self, timeout: float = 10) -> http.client.HTTPConnection:
         if self.scheme == "https":
-            # Connect to the site's name so that TLS sends it (SNI) and checks it.
-            return http.client.HTTPSConnection(
-                self.host, self.port, timeout=timeout, context=self.ssl_context
+            return _HTTPSConnection(
+                self.address, self.host, self.port, timeout=timeout, context=self.ssl_context
             )
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        return http.client.HTTPConnection(self.address, self.port, timeout=timeout)
 
     def get(
         self, path: str, host: str | None = None, timeout: float = 10
@@ -108,23 +130,52 @@ class Site:
         kwargs.setdefault("open_timeout", 10)
         if self.scheme == "https":
             kwargs.setdefault("ssl", self.ssl_context)
+            kwargs.setdefault("server_hostname", self.host)
         return connect(
             f"{'wss' if self.scheme == 'https' else 'ws'}://{self.host}{path}",
-            host="127.0.0.1",
+            host=self.address,
             port=self.port,
             origin=origin or self.origin,
             **kwargs,
         )
 
 
+def site_description() -> dict[str, Any] | None:
+    """Where a scenario's converge says the site is (site.json in its ephemeral directory)."""
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    path = Path(ephemeral, "site.json") if ephemeral else None
+    return json.loads(path.read_text()) if path and path.exists() else None
+
+
 @pytest.fixture(scope="module")
-def site(http_port: int) -> Iterator[Site]:
-    yield Site(http_port)
+def site(host) -> Iterator[Site]:
+    """The site through nginx: as site.json describes it, else plain HTTP on the published port."""
+    described = site_description()
+    if described is None:
+        yield Site(published_port(host.backend.get_hostname(), 80))
+        return
+    context = None
+    if described["scheme"] == "https":
+        context = ssl.create_default_context(cafile=described["ca"])
+    yield Site(
+        described["port"],
+        host=described["host"],
+        scheme=described["scheme"],
+        ssl_context=context,
+        address=described["address"],
+    )
 
 
 def redis_admin(host, *args: str) -> str:
-    """Run redis-cli on the container as the default (admin) user."""
-    password = host.check_output("cat /etc/redis/default.password")
+    """Run redis-cli on the container as the default (admin) user.
+
+    Its password is the one generated on the host, or the one site.json gives
+    (a scenario whose inventory sets redis_password).
+    """
+    described = site_description() or {}
+    password = described.get("redis_admin_password") or host.check_output(
+        "cat /etc/redis/default.password"
+    )
     cmd = host.run(
         "redis-cli --no-auth-warning --user default --pass %s " + " ".join(["%s"] * len(args)),
         password,

@@ -28,8 +28,9 @@ def test_chat_page_and_its_static_files_are_served_by_nginx_with_cache_headers(s
         assert body
         assert "public" in headers.get("cache-control", ""), headers
         assert "expires" in headers
-        # Django adds X-Frame-Options to its responses; nginx's static files have none.
-        assert "x-frame-options" not in headers
+        # Django adds X-Frame-Options to its responses; nginx adds it to static files
+        # only with TLS on, with the other security headers.
+        assert ("x-frame-options" in headers) == (site.scheme == "https"), headers
 
 
 def test_unknown_host_gets_no_response(site):

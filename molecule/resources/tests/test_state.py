@@ -108,6 +108,6 @@ def test_nginx_config_upgrades_websockets(host):
 def test_top_level_group_vars_reach_the_host(host):
     wanted = group_var("nginx_websocket_read_timeout")
     assert wanted != role_default("nginx", "nginx_websocket_read_timeout"), (
-        "group_vars/all.yml must set a value the role default does not, to prove it applies"
+        "group_vars/all/main.yml must set a value the role default does not, to prove it applies"
     )
     assert f"proxy_read_timeout {wanted}s;" in host.check_output("nginx -T 2>/dev/null")

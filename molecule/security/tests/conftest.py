@@ -7,7 +7,6 @@ only what TLS changes is added here.
 from __future__ import annotations
 
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,23 +14,13 @@ import pytest
 
 # Shared with the other single-host scenarios (molecule/resources/tests/stack_testing.py);
 # listed in __all__ so that pytest registers the fixtures and tests import the helpers.
-from stack_testing import SITE_HOST, Site, container, http_port, redis_admin
+from stack_testing import SITE_HOST, Site, container, http_port, published_port, redis_admin
 
-__all__ = ["SITE_HOST", "Site", "container", "http_port", "redis_admin"]
+__all__ = ["SITE_HOST", "Site", "container", "http_port", "published_port", "redis_admin"]
 
 APP = "channels-app"
 CERT = f"/etc/nginx/tls/{APP}.crt"
 KEY = f"/etc/nginx/tls/{APP}.key"
-
-
-def published_port(container: str, port: int) -> int:
-    out = subprocess.run(
-        ["docker", "port", container, f"{port}/tcp"], check=True, capture_output=True, text=True
-    ).stdout
-    for line in out.splitlines():
-        if line.startswith("127.0.0.1:"):
-            return int(line.rsplit(":", 1)[1])
-    raise AssertionError(f"port {port} of {container} is not published on 127.0.0.1: {out!r}")
 
 
 @pytest.fixture(scope="module")
