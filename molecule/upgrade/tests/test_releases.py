@@ -133,7 +133,9 @@ def test_release_whose_asgi_app_fails_to_import_is_never_switched_to(
         run = playbook("deploy", django_app_local_path=str(app), django_app_version="3")
     print(f"refused release: {run.seconds:.1f} s; clients: {load.report.summary()}")
     assert run.rc != 0
-    assert "release 3-local-" in run.output and "does not import" in run.output, run.output[-3000:]
+    flat = " ".join(run.output.split())
+    assert "release 3-local-" in flat and "was not switched to" in flat, run.output[-3000:]
+    assert "importing chatdemo.asgi:application failed" in flat, run.output[-3000:]
     assert "release 3 is broken on purpose" in run.output
     assert current_release(host) == state["release2"]
     assert healthz(http_port)["version"] == "2"

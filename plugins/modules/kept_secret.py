@@ -1,0 +1,90 @@
+#!/usr/bin/python
+"""A secret generated once on the host and kept there, or the one given."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: kept_secret
+short_description: A secret generated on the host on first use and kept there
+description:
+  - Returns O(value) when it is given. Otherwise returns the secret kept in O(path), generating
+    it first (O(length) random characters of O(alphabet), a file of mode 0600 owned by root)
+    when the file does not exist. The value never leaves the host otherwise; use no_log.
+  - In check mode a missing secret is reported as one that would be generated, and the value
+    returned is empty.
+options:
+  path:
+    type: path
+    required: true
+    description: File that keeps the secret.
+  value:
+    type: str
+    default: ""
+    no_log: true
+    description: The secret to use instead; nothing is written when given.
+  length:
+    type: int
+    default: 40
+  alphabet:
+    type: str
+    default: alphanumeric
+    choices: [alphanumeric, django]
+    description: alphanumeric (letters and digits), or django (also -_!@#%^&*(=+)).
+"""
+
+RETURN = r"""
+value:
+  description: The secret.
+  type: str
+  returned: always
+"""
+
+import os
+import secrets
+import string
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+
+ALPHABETS = {
+    "alphanumeric": string.ascii_letters + string.digits,
+    "django": string.ascii_letters + string.digits + "-_!@#%^&*(=+)",
+}
+
+
+def keep(path: Path, length: int, alphabet: str, check_mode: bool = False) -> tuple[str, bool]:
+    """The kept secret and whether it was generated now."""
+    if path.is_file():
+        return path.read_text().strip(), False
+    if check_mode:
+        return "", True
+    value = "".join(secrets.choice(ALPHABETS[alphabet]) for _ in range(length))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".new")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    os.chown(partial, 0, 0)
+    os.replace(partial, path)
+    return value, True
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "value": {"type": "str", "default": "", "no_log": True},
+            "length": {"type": "int", "default": 40},
+            "alphabet": {"type": "str", "default": "alphanumeric", "choices": list(ALPHABETS)},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["value"]:
+        module.exit_json(changed=False, value=p["value"])
+    value, generated = keep(Path(p["path"]), p["length"], p["alphabet"], module.check_mode)
+    module.exit_json(changed=generated, value=value)
+
+
+if __name__ == "__main__":
+    main()
