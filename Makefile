@@ -13,7 +13,7 @@ DEMO_CONTAINER ?= channels-stack-demo
 export DEMO_PORT DEMO_CONTAINER
 S ?= default
 
-.PHONY: help venv docker images test-clients lint test test-app scenario demo demo-destroy clean
+.PHONY: help venv docker images test-clients lint test test-unit test-app scenario demo demo-destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, role README tab
 	ruff check .
 	ruff format --check .
 	python scripts/role-readme.py --check
+	python scripts/role-specs.py --check
+
+test-unit: venv ## The release engine and the other plugins, on this machine
+	cd tests/unit && python -m pytest -q
 
 test-app: venv ## The sample apps' own tests (chatdemo, wsgisample)
 	cd apps/chatdemo && python -m pytest -q

@@ -1,10 +1,12 @@
-"""Keep each role README's variable table in step with meta/argument_specs.yml.
+"""Keep the generated parts of the READMEs in step with what they describe.
 
-    python scripts/role-readme.py          # rewrite the tables
-    python scripts/role-readme.py --check  # fail when a table is stale (make lint)
+    python scripts/role-readme.py          # rewrite them
+    python scripts/role-readme.py --check  # fail when one is stale (make lint)
 
-The table sits between the markers ``<!-- variables -->`` and
-``<!-- /variables -->`` in roles/<role>/README.md.
+Each role README's variable table (between ``<!-- variables -->`` and
+``<!-- /variables -->``) comes from its meta/argument_specs.yml; the list of
+test scenarios in README.md (between ``<!-- scenarios -->`` and
+``<!-- /scenarios -->``) from molecule/scenarios.txt, which `make test` runs.
 """
 
 from __future__ import annotations
@@ -49,9 +51,37 @@ def table(spec_path: Path) -> str:
     return "\n".join(rows)
 
 
+def scenarios() -> str:
+    rows = ["| scenario | what it proves |", "|---|---|"]
+    for line in (ROOT / "molecule" / "scenarios.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, what = line.split(None, 1)
+            rows.append(f"| `{name}` | {cell(what.strip())} |")
+    return "\n".join(rows)
+
+
+def replace_between(text: str, start: str, end: str, body: str) -> str | None:
+    if start not in text or end not in text:
+        return None
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
 def main() -> int:
     check = "--check" in sys.argv
     stale = []
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    new = replace_between(text, "<!-- scenarios -->", "<!-- /scenarios -->", scenarios())
+    if new is None:
+        stale.append("README.md: no <!-- scenarios --> ... <!-- /scenarios --> markers")
+    elif new != text:
+        if check:
+            stale.append("README.md: the scenario list is stale")
+        else:
+            readme.write_text(new)
+            print("updated README.md")
     for spec in sorted(ROOT.glob("roles/*/meta/argument_specs.yml")):
         readme = spec.parents[1] / "README.md"
         text = readme.read_text() if readme.exists() else ""

@@ -5,7 +5,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-scenarios=${SCENARIOS:-default debian13 security upgrade cluster wsgi_to_asgi faults}
+# The scenarios and their order: molecule/scenarios.txt.
+scenarios=${SCENARIOS:-$(grep -v '^#' molecule/scenarios.txt | awk 'NF {print $1}' | tr '\n' ' ')}
 logdir=${TEST_LOG_DIR:-.cache/test-logs}
 # Molecule wraps output to the terminal width; wide lines keep a test's name
 # and its result on one line, so the summary below can find them.
@@ -41,6 +42,7 @@ stage() {  # stage NAME COMMAND...
 
 total_start=$(date +%s)
 stage lint make --no-print-directory lint
+stage unit-tests bash -c 'cd tests/unit && python -m pytest -q -p no:cacheprovider'
 stage app-tests bash -c 'cd apps/chatdemo && python -m pytest -q -p no:cacheprovider'
 stage app-tests-wsgisample bash -c 'cd apps/wsgisample && python -m pytest -q -p no:cacheprovider'
 for s in $scenarios; do

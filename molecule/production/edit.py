@@ -14,6 +14,10 @@ import re
 import sys
 from pathlib import Path
 
+# The app's name in this user's inventory: the tests look for it, and for no
+# trace of the example's or the bundle's default name.
+APP_NAME = "mychat"
+
 
 def add_server_address(path: Path) -> None:
     """hosts.yml: the server keeps its name; its address is given on the commented line."""
@@ -23,9 +27,14 @@ def add_server_address(path: Path) -> None:
     path.write_text(text.replace(old, f"ansible_host: {os.environ['WALKTHROUGH_ADDRESS']}", 1))
 
 
-def keep_site_names(path: Path) -> None:
-    """group_vars/all/main.yml: the example's names are the site's (chat.example.com)."""
-    assert "chat.example.com" in path.read_text(), f"{path}: the example site name is gone"
+def name_the_app(path: Path) -> None:
+    """group_vars/all/main.yml: the site's names stay the example's (chat.example.com);
+    the app gets a name of the user's own."""
+    text = path.read_text()
+    assert "chat.example.com" in text, f"{path}: the example site name is gone"
+    old = "django_app_name: chat\n"
+    assert old in text, f"{path}: no django_app_name to change"
+    path.write_text(text.replace(old, f"django_app_name: {APP_NAME}\n", 1))
 
 
 def use_provided_certificate(path: Path) -> None:
@@ -60,7 +69,7 @@ def is_vault(path: Path) -> bool:
 
 # README block number -> edits by file name ("vault" for the file ansible-vault edit opens).
 EDITS = {
-    1: {"hosts.yml": add_server_address, "main.yml": keep_site_names},
+    1: {"hosts.yml": add_server_address, "main.yml": name_the_app},
     4: {"vault": add_certificate_to_vault, "main.yml": use_provided_certificate},
 }
 

@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from edit import APP_NAME  # noqa: E402  (the name the user gives the app)
+
 REPO = HERE.parents[1]
 SECTION = "## Deploy to your own server"
 SITE_NAME = "chat.example.com"
@@ -297,6 +300,7 @@ def main() -> int:
         "address": address,
         "port": 443,
         "ca": str(tls / "ca.pem"),
+        "app": APP_NAME,
     }
     # The Redis admin password is the vault's: the tests use it to look inside Redis.
     site["redis_admin_password"] = _vault_value(

@@ -744,14 +744,13 @@ class Releases:
             self.releases / previous / ".venv"
         ) != os.path.realpath(target / ".venv")
         verb = "restart" if restart or venv_changed or not serves_app or not live else "reload"
-        if not switch and not restart:
+        if not switch and not restart and live:
             self.record(name, keep, rollback)
             return {"release": name, "previous": previous, "changed": bool(self.steps)}
-        self.steps.append(
-            f"switch from {previous or 'nothing'} to {name}, then {verb}"
-            if switch
-            else f"{verb} the app"
-        )
+        if switch:
+            self.steps.append(f"switch from {previous or 'nothing'} to {name}, then {verb}")
+        else:
+            self.steps.append(f"{verb} the app" if live else "start the app")
         if self.host.check_mode:
             return {"release": name, "previous": previous, "changed": True}
         if switch:
@@ -784,6 +783,9 @@ class Releases:
 
     def wait_healthy(self, name: str, health: dict, started: float) -> None:
         """Ask the app through its own socket until it answers as health says, or fail."""
+        listen = (
+            self.app["listen"][0] if isinstance(self.app["listen"], list) else self.app["listen"]
+        )
         deadline = started + float(health.get("timeout", 30))
         path = health.get("path", "/")
         statuses = health.get("statuses") or []
@@ -795,14 +797,14 @@ class Releases:
         while True:
             try:
                 status, headers, body = self.host.http_get(
-                    self.app["listen"],
+                    listen,
                     health.get("host", "localhost"),
                     path,
                     {"X-Release-Probe": "1"},
                     5.0,
                 )
             except (OSError, http.client.HTTPException) as exc:
-                last = f"no answer from {self.app['listen']}: {type(exc).__name__}: {exc}"
+                last = f"no answer from {listen}: {type(exc).__name__}: {exc}"
             else:
                 ok_status = status in statuses if statuses else status < 500
                 problem = (

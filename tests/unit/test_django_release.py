@@ -45,6 +45,7 @@ class FakeHost(release.Host):
         self.calls.append(f"systemctl {verb} {service}")
 
     def http_get(self, listen, host, path, headers, timeout):
+        assert listen == "/run/app/gunicorn.sock", listen
         self.calls.append(f"GET {path}")
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
@@ -387,3 +388,17 @@ def test_the_env_file_is_read_as_systemd_and_the_shell_read_it(tmp_path):
     env = tmp_path / "env"
     env.write_text("# comment\nA='x y'\nB='{\"k\": 1}'\nEMPTY=\n")
     assert release.read_env_file(env) == {"A": "x y", "B": '{"k": 1}', "EMPTY": ""}
+
+
+def test_a_service_that_is_not_running_is_started_and_asked_for_its_health(root):
+    make_release(root, "r1")
+    release.point_link(root / "current", root / "releases" / "r1")
+    host = FakeHost([OK])
+    serving_app(host, root)
+    host.state["ActiveState"] = "inactive"
+    releases = release.Releases(app_contract(root), host)
+
+    releases.activate("r1", False, {}, 5)
+
+    assert "systemctl restart app" in host.calls and "GET /" in host.calls
+    assert releases.steps[0] == "start the app"

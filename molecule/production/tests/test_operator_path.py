@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import CHECKOUT, INVENTORY
+from stack_testing import APP
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -31,7 +32,7 @@ def test_vault_and_plain_values_of_group_all_both_reach_the_host(host, operator)
     )
     env = dict(
         line.split("=", 1)
-        for line in host.check_output("cat /etc/channels-app/env").splitlines()
+        for line in host.check_output(f"cat /etc/{APP}/env").splitlines()
         if "=" in line and not line.startswith("#")
     )
     assert shlex.split(env["DJANGO_SECRET_KEY"])[0] == secret, "the vault's SECRET_KEY is not used"

@@ -3,6 +3,7 @@ name, trusting only the test's own root CA (so nginx must serve the whole chain)
 
 from __future__ import annotations
 
+from stack_testing import APP
 from test_http import (
     test_chat_page_and_its_static_files_are_served_by_nginx_with_cache_headers,
     test_healthz_is_ok_through_nginx,
@@ -46,15 +47,29 @@ def test_the_site_is_reached_over_https_by_its_name(site):
 
 
 def test_secrets_from_the_vault_are_used_and_none_is_generated_on_the_host(host):
-    env = host.file("/etc/channels-app/env")
+    env = host.file(f"/etc/{APP}/env")
     assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
     conf = host.file("/etc/redis/redis.conf")
     assert (conf.user, conf.group, conf.mode) == ("redis", "redis", 0o640)
     for generated in (
-        "/etc/channels-app/secret_key",
+        f"/etc/{APP}/secret_key",
         "/etc/redis/default.password",
         "/etc/redis/channels.password",
     ):
         assert not host.file(generated).exists, (
             f"{generated}: generated although the vault gives it"
         )
+
+
+def test_the_app_goes_by_the_users_name_and_nothing_by_another(host):
+    assert APP == "mychat"
+    assert host.service(f"{APP}.service").is_running
+    for other in ("channels-app", "chat"):
+        leftovers = host.run(
+            "find /etc /srv /var/lib /run /usr/local -name %s -o -name %s",
+            other,
+            f"{other}.*",
+        ).stdout.split()
+        assert leftovers == [], leftovers
+        units = host.check_output("systemctl list-unit-files --no-legend %s", f"{other}.*")
+        assert units == "", units

@@ -9,10 +9,11 @@ import re
 import subprocess
 
 from conftest import EPHEMERAL
+from stack_testing import APP, ENSURE_TASK
 
-CERT = "/etc/nginx/tls/channels-app.crt"
-KEY = "/etc/nginx/tls/channels-app.key"
-WATCHED = [CERT, KEY, "/etc/nginx/sites-available/channels-app.conf", "/etc/nginx/nginx.conf"]
+CERT = f"/etc/nginx/tls/{APP}.crt"
+KEY = f"/etc/nginx/tls/{APP}.key"
+WATCHED = [CERT, KEY, f"/etc/nginx/sites-available/{APP}.conf", "/etc/nginx/nginx.conf"]
 
 
 def served_chain(site) -> list[str]:
@@ -56,7 +57,7 @@ def test_a_key_that_is_not_the_certificates_stops_the_run_before_nginx_is_touche
         "nginx_tls_certificate_key: this key does not belong to the first certificate"
         in " ".join(run.output.split())
     ), run.output[-3000:]
-    assert "PLAY [Redis channel layer]" not in run.output, "a play after the checks started"
+    assert not ENSURE_TASK.search(run.output), "a task that changes things ran after the checks"
     assert run.recap()["changed"] == 0
     assert other_key.strip().splitlines()[1] not in run.output, "the key was printed"
     assert host.check_output("sha256sum " + " ".join(WATCHED)) == before

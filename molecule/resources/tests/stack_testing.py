@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -25,6 +26,20 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[3]
 SITE_HOST = "localhost"
+
+
+def site_description() -> dict[str, Any] | None:
+    """Where a scenario's converge says the site is (site.json in its ephemeral directory)."""
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    path = Path(ephemeral, "site.json") if ephemeral else None
+    return json.loads(path.read_text()) if path and path.exists() else None
+
+
+# A task of a role that changes something: every such task's name starts with "Ensure".
+ENSURE_TASK = re.compile(r"TASK \[[a-z_]+ : Ensure ")
+
+# The app's name on the host: the scenario's (site.json), else the bundle's default.
+APP = (site_description() or {}).get("app", "channels-app")
 
 
 def role_default(role: str, name: str) -> Any:
@@ -138,13 +153,6 @@ class Site:
             origin=origin or self.origin,
             **kwargs,
         )
-
-
-def site_description() -> dict[str, Any] | None:
-    """Where a scenario's converge says the site is (site.json in its ephemeral directory)."""
-    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
-    path = Path(ephemeral, "site.json") if ephemeral else None
-    return json.loads(path.read_text()) if path and path.exists() else None
 
 
 @pytest.fixture(scope="module")

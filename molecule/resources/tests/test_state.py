@@ -6,9 +6,7 @@ import json
 import shlex
 
 import pytest
-from stack_testing import group_var, role_default
-
-APP = "channels-app"
+from stack_testing import APP, group_var, role_default
 
 
 @pytest.mark.parametrize(

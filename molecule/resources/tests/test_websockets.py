@@ -9,10 +9,8 @@ import time
 import uuid
 
 import pytest
-from stack_testing import redis_admin
+from stack_testing import APP, redis_admin
 from websockets.exceptions import InvalidStatus
-
-APP = "channels-app"
 
 
 def run(coro):
