@@ -657,9 +657,12 @@ class Releases:
             changed = True
             if not self.host.check_mode:
                 point_link(link, venv)
-        env_text = (
-            f"DJANGO_APP_VERSION={shlex.quote(version)}\n"
-            f"DJANGO_APP_RELEASE={shlex.quote(release_dir.name)}\n"
+        env_text = "".join(
+            f"{key}={_quoted(value)}\n"
+            for key, value in (
+                ("DJANGO_APP_VERSION", version),
+                ("DJANGO_APP_RELEASE", release_dir.name),
+            )
         )
         if self.host.check_mode:
             return changed
@@ -964,6 +967,11 @@ def _serves(state: dict[str, str], app: dict) -> bool:
         directory == app["current"]
         and f" {app['application']} " in state.get("ExecStart", "") + " "
     )
+
+
+def _quoted(value: str) -> str:
+    """A value in single quotes, as the env files' NAME='value' lines have it."""
+    return "'" + value.replace("'", "'\\''") + "'"
 
 
 def _python_version(python_id: str) -> str:

@@ -402,3 +402,73 @@ def test_a_service_that_is_not_running_is_started_and_asked_for_its_health(root)
 
     assert "systemctl restart app" in host.calls and "GET /" in host.calls
     assert releases.steps[0] == "start the app"
+
+
+class InstallHost(FakeHost):
+    """Records the installers' commands; the project pins uvicorn itself."""
+
+    def run(self, argv, *, env=None, cwd=None, timeout=3600):
+        self.calls.append(" ".join(map(str, argv)))
+        if argv[:2] == ["python3", "-VV"]:
+            return 0, "Python 3.13.5"
+        if argv[:3] == ["python3", "-m", "venv"]:
+            Path(argv[3]).mkdir(parents=True)
+        if "sync" in argv:
+            Path(env["UV_PROJECT_ENVIRONMENT"]).mkdir(parents=True)
+        if len(argv) > 2 and argv[1] == "-c" and "distributions" in argv[2]:
+            return 0, json.dumps({"django": "6.1.3", "uvicorn": "0.52.4"})
+        return 0, ""
+
+
+@pytest.mark.parametrize(
+    "files, installs",
+    [
+        (
+            {"pyproject.toml": "[project]\nname='x'\n", "uv.lock": ""},
+            ["uv sync --frozen --no-dev --no-install-project"],
+        ),
+        (
+            {"pyproject.toml": "[project]\nname='x'\n", "poetry.lock": ""},
+            ["poetry install --only main --no-root --no-interaction"],
+        ),
+        (
+            {"requirements.txt": "Django==6.1.3\n"},
+            ["-m pip install --disable-pip-version-check -r"],
+        ),
+        (
+            {"pyproject.toml": "[project]\nname='x'\ndependencies=['Django==6.1.3', 'redis']\n"},
+            ["-m pip install --disable-pip-version-check Django==6.1.3 redis"],
+        ),
+    ],
+)
+def test_the_virtualenv_is_built_the_way_the_project_ships_its_dependencies(root, files, installs):
+    release_dir = root / "releases" / "r1"
+    release_dir.mkdir()
+    for name, text in files.items():
+        (release_dir / name).write_text(text)
+    host = InstallHost([OK])
+    releases = release.Releases(app_contract(root), host)
+    deps = {
+        "server_packages": ["gunicorn==27.0.1", "uvicorn==0.54.0"],
+        "tools": {"uv": "uv==0.13.9", "poetry": "poetry==2.5.1"},
+    }
+
+    venv, plan, packages = releases.venv_for(release_dir, deps)
+    releases.build_venv(release_dir, venv, plan, packages, deps["tools"])
+
+    for install in installs:
+        assert any(install in call for call in host.calls), host.calls
+    # The project's uvicorn pin is kept; gunicorn, which it does not pin, is added.
+    added = [c for c in host.calls if c.endswith("gunicorn==27.0.1")]
+    assert added and "-c" in added[0].split() and "uvicorn==0.54.0" not in added[0]
+    assert (venv / ".complete").read_text().split() == ["gunicorn==27.0.1"]
+    assert "project pins uvicorn==0.52.4; kept instead of uvicorn==0.54.0" in releases.steps
+
+
+def test_the_release_env_file_quotes_its_values_as_the_env_file_does(root):
+    release_dir = make_release(root, "2-local-abc")
+    releases = release.Releases(app_contract(root), FakeHost([OK]))
+    releases.link_venv(release_dir, root / "venvs" / "v1", "2")
+    assert (release_dir / ".release.env").read_text() == (
+        "DJANGO_APP_VERSION='2'\nDJANGO_APP_RELEASE='2-local-abc'\n"
+    )

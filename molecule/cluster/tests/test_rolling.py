@@ -6,6 +6,8 @@ import asyncio
 import http.client
 import json
 import os
+import re
+import shutil
 import subprocess
 import threading
 import time
@@ -141,3 +143,94 @@ def test_rolling_update_restarts_every_app_host_without_failed_requests_takes_mi
     assert http_loop.failures == []
     assert chat_loop.gaps, "no chat client was disconnected: the test proved nothing"
     assert longest < MAX_CHAT_GAP, chat_loop.gaps
+
+
+def run_playbook(name: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    started = time.monotonic()
+    run = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), f"playbooks/{name}.yml", *extra],
+        cwd=REPO,
+        env=playbook_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return run, time.monotonic() - started
+
+
+def stylesheet(site) -> tuple[str, bytes]:
+    """The chat page's stylesheet through the load balancer: its URL and body."""
+    status, page = site.get("/")
+    assert status == 200
+    url = re.search(rb'href="(/static/chat/chat\.[0-9a-f]{12}\.css)"', page).group(1).decode()
+    status, body = site.get(url)
+    assert status == 200, f"{url} answered {status} on the load balancer"
+    return url, body
+
+
+class Load:
+    """HTTP and chat clients running through the load balancer while a playbook runs."""
+
+    def __init__(self, site, http_port: int) -> None:
+        self.http, self.chat = HttpLoop(http_port), ChatLoop(site)
+
+    def __enter__(self) -> Load:
+        self.http.start()
+        self.chat.start()
+        time.sleep(3)  # every chat client connected before the run
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        time.sleep(MAX_CHAT_GAP + 1)
+        self.http.stop.set()
+        self.chat.stop.set()
+        self.http.join(40)
+        self.chat.join(20)
+
+    def summary(self) -> str:
+        longest = max(self.chat.gaps, default=0.0)
+        return (
+            f"{self.http.requests} HTTP requests, {len(self.http.failures)} failed; "
+            f"{len(self.chat.gaps)} chat reconnects, longest gap {longest:.2f} s"
+        )
+
+
+def test_deploy_and_rollback_go_host_by_host_and_bring_their_stylesheet_to_the_load_balancer(
+    site, hosts, http_port, tmp_path
+):
+    """deploy.yml with a new stylesheet, then rollback.yml, both under load: minutes of Ansible."""
+    old_url, old_css = stylesheet(site)
+    marker = f"/* release {uuid.uuid4().hex[:8]} */"
+    app = tmp_path / "chatdemo"
+    shutil.copytree(
+        REPO / "apps" / "chatdemo",
+        app,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "db.sqlite3", "staticfiles"),
+    )
+    with (app / "chat" / "static" / "chat" / "chat.css").open("a") as css:
+        css.write(f"\n{marker}\n")
+
+    with Load(site, http_port) as deploy_load:
+        deploy, deploy_seconds = run_playbook(
+            "deploy", "-e", f"django_app_local_path={app}", "-e", "django_app_version=css2"
+        )
+    print(f"\ndeploy.yml: {deploy_seconds:.1f} s; {deploy_load.summary()}")
+    assert deploy.returncode == 0, deploy.stdout[-4000:] + deploy.stderr[-2000:]
+    assert deploy_load.http.failures == []
+    assert max(deploy_load.chat.gaps, default=0.0) < MAX_CHAT_GAP, deploy_load.chat.gaps
+    new_url, new_css = stylesheet(site)
+    assert new_url != old_url and marker.encode() in new_css
+    for name in APP_HOSTS:
+        release_env = hosts[name].file(f"/srv/{APP}/current/.release.env").content_string
+        assert "DJANGO_APP_VERSION='css2'" in release_env, name
+    # Each host left the load balancers' rotation for its switch, one after the other.
+    assert deploy.stdout.count("TASK [lb_rotation : Mark this app host down") == len(APP_HOSTS)
+
+    with Load(site, http_port) as rollback_load:
+        rollback, rollback_seconds = run_playbook("rollback")
+    print(f"rollback.yml: {rollback_seconds:.1f} s; {rollback_load.summary()}")
+    assert rollback.returncode == 0, rollback.stdout[-4000:] + rollback.stderr[-2000:]
+    assert rollback_load.http.failures == []
+    assert max(rollback_load.chat.gaps, default=0.0) < MAX_CHAT_GAP, rollback_load.chat.gaps
+    assert stylesheet(site) == (old_url, old_css)

@@ -65,3 +65,37 @@ def test_check_mode_on_the_new_server_ran_through(walkthrough):
     (preview,) = [s for s in walkthrough["readme_steps"] if "--check" in s["command"]]
     assert preview["recap"]["failed"] == 0, preview
     assert preview["recap"]["unreachable"] == 0, preview
+
+
+def test_a_release_deploys_and_rolls_back_over_ssh_as_deploy(operator, site):
+    def version() -> str:
+        status, body = site.get_json("/healthz")
+        assert status == 200, body
+        return body["version"]
+
+    before = version()
+    deploy = operator.run(
+        ".venv/bin/ansible-playbook",
+        "-i",
+        INVENTORY,
+        "playbooks/deploy.yml",
+        "-e",
+        "django_app_version=2",
+    )
+    print(f"\ndeploy.yml over SSH: {deploy.seconds:.1f} s, {deploy.recap()}")
+    assert deploy.rc == 0, deploy.output[-3000:]
+    assert version() == "2"
+    again = operator.run(
+        ".venv/bin/ansible-playbook",
+        "-i",
+        INVENTORY,
+        "playbooks/deploy.yml",
+        "-e",
+        "django_app_version=2",
+    )
+    print(f"deploy.yml again: {again.seconds:.1f} s, {again.recap()}")
+    assert again.rc == 0 and again.recap()["changed"] == 0, again.output[-3000:]
+    rollback = operator.run(".venv/bin/ansible-playbook", "-i", INVENTORY, "playbooks/rollback.yml")
+    print(f"rollback.yml over SSH: {rollback.seconds:.1f} s, {rollback.recap()}")
+    assert rollback.rc == 0, rollback.output[-3000:]
+    assert version() == before
