@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from chatdemo.origins import parse_websocket_origins
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 TRUE_VALUES = {"1", "true", "yes", "on"}
@@ -126,6 +128,9 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 USE_X_FORWARDED_HOST = False
+# Origins WebSocket handshakes may come from (scheme, host and port, normalised). Empty:
+# http:// and https:// on the default ports of each ALLOWED_HOSTS entry. See chatdemo/origins.py.
+WEBSOCKET_ORIGINS = parse_websocket_origins(os.environ.get("DJANGO_WEBSOCKET_ORIGINS", ""))
 
 APP_VERSION = os.environ.get("DJANGO_APP_VERSION", "").strip() or "dev"
 

@@ -146,22 +146,6 @@ async def test_echo_does_not_depend_on_the_channel_layer(ws, settings):
     assert await echo.receive_from(timeout=1) == "still echoing"
 
 
-@pytest.mark.parametrize("origin", [b"http://localhost", b"https://localhost:8443"])
-async def test_allowed_origin_is_accepted(ws, origin):
-    accepted, _ = await ws("/ws/chat/lobby/", origin=origin)
-
-    assert accepted
-
-
-@pytest.mark.parametrize(
-    "origin", [b"http://evil.example", b"https://localhost.evil.example", b"null", None]
-)
-async def test_foreign_or_missing_origin_is_refused(ws, origin):
-    accepted, _ = await ws("/ws/chat/lobby/", origin=origin)
-
-    assert not accepted
-
-
 @pytest.mark.parametrize(
     "path",
     [
