@@ -6,10 +6,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chat.models import HISTORY_LENGTH, Message
+from chat.protocol import FrameError, message_from_frame
 
 logger = logging.getLogger(__name__)
-
-MAX_MESSAGE_LENGTH = 4096
 
 # Consumers that never use the channel layer name an alias that is not configured, so
 # Channels gives them no layer: no channel name and no layer receive loop per connection,
@@ -42,7 +41,7 @@ def recent_messages(room):
 class ChatConsumer(AsyncWebsocketConsumer):
     """A chat room: every valid message is broadcast to everyone in the same room.
 
-    Client -> server: {"message": "<1..4096 characters>"}
+    Client -> server: {"message": "<1..4096 characters>"} (see chat.protocol)
     Server -> client: {"message": ..., "room": ..., "sent_at": "<ISO 8601 UTC>"}
                       or {"error": "<reason>"} for a frame that was refused.
     On connect the room's last 50 stored messages come first, oldest first, each with
@@ -74,23 +73,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
-        if text_data is None:
-            await self.send_error("binary frames are not supported, send JSON text")
-            return
         try:
-            payload = json.loads(text_data)
-        except ValueError:
-            await self.send_error("malformed JSON")
-            return
-        if not isinstance(payload, dict):
-            await self.send_error("expected a JSON object")
-            return
-        message = payload.get("message")
-        if not isinstance(message, str):
-            await self.send_error('expected a string "message"')
-            return
-        if not 1 <= len(message) <= MAX_MESSAGE_LENGTH:
-            await self.send_error(f"message must be 1 to {MAX_MESSAGE_LENGTH} characters")
+            message = message_from_frame(text_data, bytes_data)
+        except FrameError as refused:
+            await self.send_error(str(refused))
             return
         now = datetime.now(UTC)
         try:
