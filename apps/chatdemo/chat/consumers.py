@@ -2,10 +2,9 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chat.models import HISTORY_LENGTH, Message
+from chat.history import recent_messages, store_message
 from chat.protocol import FrameError, message_from_frame
 
 logger = logging.getLogger(__name__)
@@ -24,18 +23,6 @@ def iso_utc(moment):
 def utc_now_iso():
     """The current time in ISO 8601, UTC, millisecond precision: 2025-01-31T12:34:56.789Z."""
     return iso_utc(datetime.now(UTC))
-
-
-@database_sync_to_async
-def store_message(room, text, sent_at):
-    Message.objects.create(room=room, text=text, sent_at=sent_at)
-
-
-@database_sync_to_async
-def recent_messages(room):
-    """The room's last HISTORY_LENGTH messages, oldest first."""
-    newest_first = Message.objects.filter(room=room).order_by("-id")[:HISTORY_LENGTH]
-    return [(m.text, m.sent_at) for m in reversed(newest_first)]
 
 
 class ChatConsumer(AsyncWebsocketConsumer):

@@ -39,14 +39,17 @@ def env_list(name, default=""):
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def env_int(name, default):
+def env_int(name, default, *, minimum=None):
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
 
 
 def parse_database_url(url, *, base_dir=BASE_DIR, variable="DJANGO_DATABASE_URL"):
@@ -194,6 +197,13 @@ if _channel_layers_json:
     CHANNEL_LAYERS = parse_channel_layers(_channel_layers_json)
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Chat (the app's own settings, documented in README.md) --------------------------------
+
+# History retention: the newest messages kept per room, and the age at which messages go
+# (0: no limit). Pruned on store, see chat/history.py.
+CHAT_HISTORY_KEEP = env_int("CHAT_HISTORY_KEEP", 1000, minimum=0)
+CHAT_HISTORY_MAX_AGE_DAYS = env_int("CHAT_HISTORY_MAX_AGE_DAYS", 30, minimum=0)
 
 # --- Static files ---------------------------------------------------------------------------
 

@@ -149,6 +149,21 @@ def test_values_from_the_environment(tmp_path):
     assert values["WEBSOCKET_ORIGINS"] == ["https://chat.example.org:443", "http://localhost:8080"]
 
 
+def test_chat_settings_defaults_and_values_from_the_environment():
+    names = ["CHAT_HISTORY_KEEP", "CHAT_HISTORY_MAX_AGE_DAYS"]
+
+    assert settings_with(names, DJANGO_SECRET_KEY="x") == {
+        "CHAT_HISTORY_KEEP": 1000,
+        "CHAT_HISTORY_MAX_AGE_DAYS": 30,
+    }
+    assert settings_with(
+        names, DJANGO_SECRET_KEY="x", CHAT_HISTORY_KEEP="0", CHAT_HISTORY_MAX_AGE_DAYS=" 7 "
+    ) == {
+        "CHAT_HISTORY_KEEP": 0,
+        "CHAT_HISTORY_MAX_AGE_DAYS": 7,
+    }
+
+
 def test_secure_proxy():
     values = settings_with(
         [
@@ -205,6 +220,9 @@ def test_check_deploy_is_clean_behind_a_tls_proxy(tmp_path):
         ("DJANGO_HSTS_SECONDS", "a year"),
         ("DJANGO_LOG_LEVEL", "LOUD"),
         ("DJANGO_WEBSOCKET_ORIGINS", "chat.example.org"),
+        ("CHAT_HISTORY_KEEP", "-1"),
+        ("CHAT_HISTORY_KEEP", "all"),
+        ("CHAT_HISTORY_MAX_AGE_DAYS", "-5"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_variable(variable, value):
