@@ -1,13 +1,18 @@
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from chat.history import recent_messages, store_message
 from chat.protocol import FrameError, message_from_frame
 
 logger = logging.getLogger(__name__)
+
+# Close codes a chat client can get besides the usual ones (see README.md, "Interface").
+TOO_SLOW = 4001  # it did not read its frames fast enough; reconnect for the history
 
 # Consumers that never use the channel layer name an alias that is not configured, so
 # Channels gives them no layer: no channel name and no layer receive loop per connection,
@@ -34,32 +39,56 @@ class ChatConsumer(AsyncWebsocketConsumer):
     On connect the room's last 50 stored messages come first, oldest first, each with
     "history": true. A message is stored before it is broadcast, so a sender that
     receives its own message back knows it is kept.
+
+    Frames for the client go through an outbox that a writer task empties, so a client that
+    reads slowly never holds up this consumer's reading of the channel layer (where it would
+    lose messages silently once the layer's capacity is reached). A client that lets the
+    outbox fill up, or takes no frame for CHAT_SEND_TIMEOUT seconds, is closed with TOO_SLOW
+    instead: until then it has had every message, in order.
     """
 
     group_name = None
+    accepted = False
+    closed = False
+    writer: asyncio.Task | None = None
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.stop_writer()
 
     async def connect(self):
         self.room = self.scope["url_route"]["kwargs"]["room"]
         self.group_name = f"chat.{self.room}"
+        self.outbox = asyncio.Queue(maxsize=settings.CHAT_SEND_QUEUE)
+        self.send_timeout = settings.CHAT_SEND_TIMEOUT
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
-        for text, sent_at in await recent_messages(self.room):
-            await self.send(
-                text_data=json.dumps(
-                    {
-                        "message": text,
-                        "room": self.room,
-                        "sent_at": iso_utc(sent_at),
-                        "history": True,
-                    }
-                )
+        history = [
+            json.dumps(
+                {"message": text, "room": self.room, "sent_at": iso_utc(sent_at), "history": True}
             )
+            for text, sent_at in await recent_messages(self.room)
+        ]
+        self.writer = asyncio.create_task(self.write_frames(history))
+
+    async def accept(self, subprotocol=None, headers=None):
+        await super().accept(subprotocol, headers)
+        self.accepted = True
+
+    async def websocket_disconnect(self, message):
+        self.closed = True  # nothing more may be sent
+        await self.stop_writer()
+        await super().websocket_disconnect(message)
 
     async def disconnect(self, code):
         if self.group_name is not None:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
+        if self.closed:
+            return
         try:
             message = message_from_frame(text_data, bytes_data)
         except FrameError as refused:
@@ -84,14 +113,75 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_message(self, event):
         # The event was validated and stamped by the sender: forward it as it is.
-        await self.send(
-            text_data=json.dumps(
-                {"message": event["message"], "room": event["room"], "sent_at": event["sent_at"]}
-            )
+        await self.queue(
+            {"message": event["message"], "room": event["room"], "sent_at": event["sent_at"]}
         )
 
-    async def send_error(self, reason):
-        await self.send(text_data=json.dumps({"error": reason}))
+    async def send_error(self, reason: str) -> None:
+        await self.queue({"error": reason})
+
+    async def queue(self, frame: dict[str, object]) -> None:
+        """Put a frame in the outbox; when it is full, close the client as too slow."""
+        if self.closed:
+            return
+        try:
+            self.outbox.put_nowait(json.dumps(frame))
+        except asyncio.QueueFull:
+            logger.warning(
+                "chat: room %s: client too slow, %d frames waiting: closing with %d",
+                self.room,
+                self.outbox.qsize(),
+                TOO_SLOW,
+            )
+            await self.close_now(TOO_SLOW, "too slow")
+
+    async def write_frames(self, history: list[str]) -> None:
+        """The writer task: the history, then the outbox's frames as they come, in order."""
+        for frame in history:
+            if not await self.write(frame):
+                return
+        while await self.write(await self.outbox.get()):
+            pass
+
+    async def write(self, frame: str) -> bool:
+        """Send one frame within send_timeout; False when the socket is closed or gone."""
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await self.send(text_data=frame)
+        except TimeoutError:
+            logger.warning(
+                "chat: room %s: client took no frame for %gs: closing with %d",
+                self.room,
+                self.send_timeout,
+                TOO_SLOW,
+            )
+            self.writer = None  # this task ends here: close_now must not wait for it
+            await self.close_now(TOO_SLOW, "too slow")
+            return False
+        except OSError as exc:  # the client is gone (uvicorn's ClientDisconnected)
+            logger.info("chat: room %s: send failed: %s", self.room, type(exc).__name__)
+            self.closed = True  # its websocket.disconnect ends the consumer
+            return False
+        return True
+
+    async def stop_writer(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.cancel()
+            await asyncio.wait([writer])  # neither raises its exception nor eats our cancel
+
+    async def close_now(self, code: int, reason: str = "") -> None:
+        """Close the socket now with code, accepting it first if need be.
+
+        Frames still in the outbox are dropped: the client is told with the code instead.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        await self.stop_writer()
+        if not self.accepted:
+            await self.accept()
+        await self.base_send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 class EchoConsumer(AsyncWebsocketConsumer):

@@ -6,6 +6,7 @@ EnvironmentFile). See README.md for the list of variables.
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -49,6 +50,20 @@ def env_int(name, default, *, minimum=None):
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def env_float(name, default):
+    """Read a positive, finite number (seconds, a rate)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ImproperlyConfigured(f"{name} must be a number greater than 0, got {raw!r}")
     return value
 
 
@@ -199,6 +214,11 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- Chat (the app's own settings, documented in README.md) --------------------------------
+
+# A client that does not read: the frames that may wait for it (besides the history sent on
+# connect), and the seconds the server waits to write one. Beyond either it is closed (4001).
+CHAT_SEND_QUEUE = env_int("CHAT_SEND_QUEUE", 100, minimum=1)
+CHAT_SEND_TIMEOUT = env_float("CHAT_SEND_TIMEOUT", 10.0)
 
 # History retention: the newest messages kept per room, and the age at which messages go
 # (0: no limit). Pruned on store, see chat/history.py.

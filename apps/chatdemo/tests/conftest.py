@@ -47,13 +47,14 @@ def http():
 async def ws():
     """Open WebSockets through the project's ASGI application; all are closed at teardown.
 
-    `await ws(path)` returns (accepted, communicator).
+    `await ws(path)` returns (accepted, communicator). `app` replaces the project's ASGI
+    application, for one wrapped by a test.
     """
     opened = []
 
-    async def connect(path, origin=ALLOWED_ORIGIN):
+    async def connect(path, origin=ALLOWED_ORIGIN, app=application):
         headers = [(b"origin", origin)] if origin is not None else []
-        communicator = WebsocketCommunicator(application, path, headers=headers)
+        communicator = WebsocketCommunicator(app, path, headers=headers)
         opened.append(communicator)
         accepted, _ = await communicator.connect(timeout=TIMEOUT)
         return accepted, communicator

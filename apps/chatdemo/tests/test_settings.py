@@ -150,15 +150,29 @@ def test_values_from_the_environment(tmp_path):
 
 
 def test_chat_settings_defaults_and_values_from_the_environment():
-    names = ["CHAT_HISTORY_KEEP", "CHAT_HISTORY_MAX_AGE_DAYS"]
+    names = [
+        "CHAT_SEND_QUEUE",
+        "CHAT_SEND_TIMEOUT",
+        "CHAT_HISTORY_KEEP",
+        "CHAT_HISTORY_MAX_AGE_DAYS",
+    ]
 
     assert settings_with(names, DJANGO_SECRET_KEY="x") == {
+        "CHAT_SEND_QUEUE": 100,
+        "CHAT_SEND_TIMEOUT": 10.0,
         "CHAT_HISTORY_KEEP": 1000,
         "CHAT_HISTORY_MAX_AGE_DAYS": 30,
     }
     assert settings_with(
-        names, DJANGO_SECRET_KEY="x", CHAT_HISTORY_KEEP="0", CHAT_HISTORY_MAX_AGE_DAYS=" 7 "
+        names,
+        DJANGO_SECRET_KEY="x",
+        CHAT_SEND_QUEUE="500",
+        CHAT_SEND_TIMEOUT="2.5",
+        CHAT_HISTORY_KEEP="0",
+        CHAT_HISTORY_MAX_AGE_DAYS=" 7 ",
     ) == {
+        "CHAT_SEND_QUEUE": 500,
+        "CHAT_SEND_TIMEOUT": 2.5,
         "CHAT_HISTORY_KEEP": 0,
         "CHAT_HISTORY_MAX_AGE_DAYS": 7,
     }
@@ -220,6 +234,11 @@ def test_check_deploy_is_clean_behind_a_tls_proxy(tmp_path):
         ("DJANGO_HSTS_SECONDS", "a year"),
         ("DJANGO_LOG_LEVEL", "LOUD"),
         ("DJANGO_WEBSOCKET_ORIGINS", "chat.example.org"),
+        ("CHAT_SEND_QUEUE", "0"),
+        ("CHAT_SEND_TIMEOUT", "0"),
+        ("CHAT_SEND_TIMEOUT", "-1"),
+        ("CHAT_SEND_TIMEOUT", "inf"),
+        ("CHAT_SEND_TIMEOUT", "ten"),
         ("CHAT_HISTORY_KEEP", "-1"),
         ("CHAT_HISTORY_KEEP", "all"),
         ("CHAT_HISTORY_MAX_AGE_DAYS", "-5"),
