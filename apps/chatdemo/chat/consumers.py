@@ -1,10 +1,13 @@
 import asyncio
+import contextlib
 import json
 import logging
 from datetime import UTC, datetime
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from chat.history import recent_messages, store_message
 from chat.protocol import FrameError, message_from_frame
@@ -12,7 +15,15 @@ from chat.protocol import FrameError, message_from_frame
 logger = logging.getLogger(__name__)
 
 # Close codes a chat client can get besides the usual ones (see README.md, "Interface").
+INTERNAL_ERROR = 1011  # a bug, logged with its traceback
+TRY_AGAIN_LATER = 1013  # the channel layer (Redis) or the database is unavailable
 TOO_SLOW = 4001  # it did not read its frames fast enough; reconnect for the history
+
+# What the channel layer raises when Redis is down, restarting, full or unreachable:
+# redis-py's errors (ConnectionError, TimeoutError, BusyLoadingError, ResponseError such as
+# OOM), and OSError from a socket it did not wrap. A send to the client never gets here: the
+# writer task handles those.
+CHANNEL_LAYER_ERRORS = (RedisError, OSError)
 
 # Consumers that never use the channel layer name an alias that is not configured, so
 # Channels gives them no layer: no channel name and no layer receive loop per connection,
@@ -45,6 +56,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     lose messages silently once the layer's capacity is reached). A client that lets the
     outbox fill up, or takes no frame for CHAT_SEND_TIMEOUT seconds, is closed with TOO_SLOW
     instead: until then it has had every message, in order.
+
+    While the channel layer (Redis) or the database is unavailable, a handshake is accepted
+    and closed with TRY_AGAIN_LATER, and so are open sockets whose layer calls fail: one
+    WARNING line each, no traceback. redis-py reconnects by itself once Redis is back.
     """
 
     group_name = None
@@ -53,13 +68,36 @@ class ChatConsumer(AsyncWebsocketConsumer):
     writer: asyncio.Task | None = None
 
     async def __call__(self, scope, receive, send):
+        """Run the consumer; a failure closes the socket with a code instead of dropping it.
+
+        A layer error surfaces here from group_add, group_send, group_discard or from the
+        layer's receive loop, which channels runs beside the client's (await_many_dispatch).
+        """
+        self.room = scope["url_route"]["kwargs"]["room"]
         try:
             await super().__call__(scope, receive, send)
+        except CHANNEL_LAYER_ERRORS as exc:
+            await self.unavailable("channel layer", exc)
+        except DatabaseError as exc:
+            await self.unavailable("database", exc)
+        except Exception:
+            logger.exception("chat: room %s: closing with %d", self.room, INTERNAL_ERROR)
+            await self.close_now(INTERNAL_ERROR, "internal error")
         finally:
             await self.stop_writer()
 
+    async def unavailable(self, part: str, exc: Exception) -> None:
+        """One WARNING line, and a close the client can retry on.
+
+        A handshake is accepted first, so that the client gets the code, not an HTTP error.
+        """
+        action = "socket closed" if self.closed else f"closing with {TRY_AGAIN_LATER}"
+        logger.warning(
+            "chat: room %s: %s unavailable (%s): %s", self.room, part, type(exc).__name__, action
+        )
+        await self.close_now(TRY_AGAIN_LATER, f"{part} unavailable, try again later")
+
     async def connect(self):
-        self.room = self.scope["url_route"]["kwargs"]["room"]
         self.group_name = f"chat.{self.room}"
         self.outbox = asyncio.Queue(maxsize=settings.CHAT_SEND_QUEUE)
         self.send_timeout = settings.CHAT_SEND_TIMEOUT
@@ -97,8 +135,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         now = datetime.now(UTC)
         try:
             await store_message(self.room, message, now)
-        except Exception:
-            logger.exception("chat: could not store a message for room %s", self.room)
+        except Exception as exc:  # one line per frame: an outage must not flood the log
+            logger.warning(
+                "chat: room %s: message not stored: %s: %s", self.room, type(exc).__name__, exc
+            )
             await self.send_error("message not stored, send it again")
             return
         await self.channel_layer.group_send(
@@ -181,7 +221,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.stop_writer()
         if not self.accepted:
             await self.accept()
-        await self.base_send({"type": "websocket.close", "code": code, "reason": reason})
+        with contextlib.suppress(OSError):  # the client is gone already: nobody to tell
+            await self.base_send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 class EchoConsumer(AsyncWebsocketConsumer):
