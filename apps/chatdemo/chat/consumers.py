@@ -11,10 +11,12 @@ from redis.exceptions import RedisError
 
 from chat.history import recent_messages, store_message
 from chat.protocol import FrameError, message_from_frame
+from chat.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
 
 # Close codes a chat client can get besides the usual ones (see README.md, "Interface").
+POLICY_VIOLATION = 1008  # it kept sending over the rate limit
 INTERNAL_ERROR = 1011  # a bug, logged with its traceback
 TRY_AGAIN_LATER = 1013  # the channel layer (Redis) or the database is unavailable
 TOO_SLOW = 4001  # it did not read its frames fast enough; reconnect for the history
@@ -24,6 +26,9 @@ TOO_SLOW = 4001  # it did not read its frames fast enough; reconnect for the his
 # OOM), and OSError from a socket it did not wrap. A send to the client never gets here: the
 # writer task handles those.
 CHANNEL_LAYER_ERRORS = (RedisError, OSError)
+
+# Frames over the rate limit in a row after which the client is closed (POLICY_VIOLATION).
+FLOOD_LIMIT = 50
 
 # Consumers that never use the channel layer name an alias that is not configured, so
 # Channels gives them no layer: no channel name and no layer receive loop per connection,
@@ -101,6 +106,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.group_name = f"chat.{self.room}"
         self.outbox = asyncio.Queue(maxsize=settings.CHAT_SEND_QUEUE)
         self.send_timeout = settings.CHAT_SEND_TIMEOUT
+        self.bucket = TokenBucket(settings.CHAT_RATE_PER_SECOND, settings.CHAT_RATE_BURST)
+        self.over_limit_in_a_row = 0
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
         history = [
@@ -127,6 +134,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         if self.closed:
             return
+        if not self.bucket.take():
+            await self.over_limit()
+            return
+        self.over_limit_in_a_row = 0
         try:
             message = message_from_frame(text_data, bytes_data)
         except FrameError as refused:
@@ -156,6 +167,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.queue(
             {"message": event["message"], "room": event["room"], "sent_at": event["sent_at"]}
         )
+
+    async def over_limit(self) -> None:
+        """A frame over the rate limit: an error frame, or a close once FLOOD_LIMIT in a row."""
+        self.over_limit_in_a_row += 1
+        if self.over_limit_in_a_row < FLOOD_LIMIT:
+            await self.send_error("rate limit exceeded, slow down")
+            return
+        logger.warning(
+            "chat: room %s: %d frames in a row over the rate limit: closing with %d",
+            self.room,
+            FLOOD_LIMIT,
+            POLICY_VIOLATION,
+        )
+        await self.close_now(POLICY_VIOLATION, "rate limit exceeded")
 
     async def send_error(self, reason: str) -> None:
         await self.queue({"error": reason})

@@ -220,6 +220,11 @@ else:
 CHAT_SEND_QUEUE = env_int("CHAT_SEND_QUEUE", 100, minimum=1)
 CHAT_SEND_TIMEOUT = env_float("CHAT_SEND_TIMEOUT", 10.0)
 
+# Messages a chat client may send: a token bucket per connection, refilled at
+# CHAT_RATE_PER_SECOND and holding at most CHAT_RATE_BURST. Frames over it get an error frame.
+CHAT_RATE_PER_SECOND = env_float("CHAT_RATE_PER_SECOND", 5.0)
+CHAT_RATE_BURST = env_int("CHAT_RATE_BURST", 20, minimum=1)
+
 # History retention: the newest messages kept per room, and the age at which messages go
 # (0: no limit). Pruned on store, see chat/history.py.
 CHAT_HISTORY_KEEP = env_int("CHAT_HISTORY_KEEP", 1000, minimum=0)

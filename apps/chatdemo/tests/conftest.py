@@ -15,6 +15,12 @@ def in_memory_channel_layer(settings):
     settings.CHANNEL_LAYERS = {"default": dict(IN_MEMORY_LAYER)}
 
 
+@pytest.fixture
+def no_rate_limit(settings):
+    """For tests that send more than a burst (20 messages) at once, as no person types."""
+    settings.CHAT_RATE_BURST = 1_000_000
+
+
 class Response:
     def __init__(self, raw):
         self.status = raw["status"]

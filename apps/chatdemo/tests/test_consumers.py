@@ -278,7 +278,7 @@ async def test_messages_are_stored_before_they_are_broadcast(ws):
     )
 
 
-async def test_a_new_client_gets_the_rooms_last_50_messages_oldest_first(ws):
+async def test_a_new_client_gets_the_rooms_last_50_messages_oldest_first(ws, no_rate_limit):
     _, alice = await ws("/ws/chat/lobby/")
     _, carol = await ws("/ws/chat/kitchen/")
     await carol.send_json_to({"message": "other room"})

@@ -113,7 +113,9 @@ async def test_a_failed_pruning_keeps_the_message_and_logs_a_warning(
     )
 
 
-async def test_history_on_connect_is_still_the_last_50(ws, settings, prune_on_every_store):
+async def test_history_on_connect_is_still_the_last_50(
+    ws, no_rate_limit, settings, prune_on_every_store
+):
     settings.CHAT_HISTORY_KEEP = 60
     _, alice = await ws("/ws/chat/lobby/")
     for i in range(70):

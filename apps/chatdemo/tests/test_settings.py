@@ -153,6 +153,8 @@ def test_chat_settings_defaults_and_values_from_the_environment():
     names = [
         "CHAT_SEND_QUEUE",
         "CHAT_SEND_TIMEOUT",
+        "CHAT_RATE_PER_SECOND",
+        "CHAT_RATE_BURST",
         "CHAT_HISTORY_KEEP",
         "CHAT_HISTORY_MAX_AGE_DAYS",
     ]
@@ -160,6 +162,8 @@ def test_chat_settings_defaults_and_values_from_the_environment():
     assert settings_with(names, DJANGO_SECRET_KEY="x") == {
         "CHAT_SEND_QUEUE": 100,
         "CHAT_SEND_TIMEOUT": 10.0,
+        "CHAT_RATE_PER_SECOND": 5.0,
+        "CHAT_RATE_BURST": 20,
         "CHAT_HISTORY_KEEP": 1000,
         "CHAT_HISTORY_MAX_AGE_DAYS": 30,
     }
@@ -168,11 +172,15 @@ def test_chat_settings_defaults_and_values_from_the_environment():
         DJANGO_SECRET_KEY="x",
         CHAT_SEND_QUEUE="500",
         CHAT_SEND_TIMEOUT="2.5",
+        CHAT_RATE_PER_SECOND="0.5",
+        CHAT_RATE_BURST="3",
         CHAT_HISTORY_KEEP="0",
         CHAT_HISTORY_MAX_AGE_DAYS=" 7 ",
     ) == {
         "CHAT_SEND_QUEUE": 500,
         "CHAT_SEND_TIMEOUT": 2.5,
+        "CHAT_RATE_PER_SECOND": 0.5,
+        "CHAT_RATE_BURST": 3,
         "CHAT_HISTORY_KEEP": 0,
         "CHAT_HISTORY_MAX_AGE_DAYS": 7,
     }
@@ -239,6 +247,10 @@ def test_check_deploy_is_clean_behind_a_tls_proxy(tmp_path):
         ("CHAT_SEND_TIMEOUT", "-1"),
         ("CHAT_SEND_TIMEOUT", "inf"),
         ("CHAT_SEND_TIMEOUT", "ten"),
+        ("CHAT_RATE_PER_SECOND", "0"),
+        ("CHAT_RATE_PER_SECOND", "nan"),
+        ("CHAT_RATE_BURST", "0"),
+        ("CHAT_RATE_BURST", "2.5"),
         ("CHAT_HISTORY_KEEP", "-1"),
         ("CHAT_HISTORY_KEEP", "all"),
         ("CHAT_HISTORY_MAX_AGE_DAYS", "-5"),

@@ -67,7 +67,7 @@ async def test_a_client_that_stops_reading_is_closed_before_any_message_is_skipp
     assert "4001" in warning.getMessage()
 
 
-async def test_a_client_gets_every_message_or_is_closed_first_never_a_gap(ws):
+async def test_a_client_gets_every_message_or_is_closed_first_never_a_gap(ws, no_rate_limit):
     # With the defaults: 100 frames may wait, more than the in-memory layer's capacity
     # (100 per channel) once the one being sent is counted.
     slow = SlowReader(credits=10)
