@@ -1,15 +1,34 @@
+import asyncio
+import contextlib
 import json
 import logging
 from datetime import UTC, datetime
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
 
-from chat.models import HISTORY_LENGTH, Message
+from chat.history import recent_messages, store_message
+from chat.protocol import FrameError, message_from_frame
+from chat.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_LENGTH = 4096
+# Close codes a chat client can get besides the usual ones (see README.md, "Interface").
+POLICY_VIOLATION = 1008  # it kept sending over the rate limit
+INTERNAL_ERROR = 1011  # a bug, logged with its traceback
+TRY_AGAIN_LATER = 1013  # the channel layer (Redis) or the database is unavailable
+TOO_SLOW = 4001  # it did not read its frames fast enough; reconnect for the history
+
+# What the channel layer raises when Redis is down, restarting, full or unreachable:
+# redis-py's errors (ConnectionError, TimeoutError, BusyLoadingError, ResponseError such as
+# OOM), and OSError from a socket it did not wrap. A send to the client never gets here: the
+# writer task handles those.
+CHANNEL_LAYER_ERRORS = (RedisError, OSError)
+
+# Frames over the rate limit in a row after which the client is closed (POLICY_VIOLATION).
+FLOOD_LIMIT = 50
 
 # Consumers that never use the channel layer name an alias that is not configured, so
 # Channels gives them no layer: no channel name and no layer receive loop per connection,
@@ -27,76 +46,110 @@ def utc_now_iso():
     return iso_utc(datetime.now(UTC))
 
 
-@database_sync_to_async
-def store_message(room, text, sent_at):
-    Message.objects.create(room=room, text=text, sent_at=sent_at)
-
-
-@database_sync_to_async
-def recent_messages(room):
-    """The room's last HISTORY_LENGTH messages, oldest first."""
-    newest_first = Message.objects.filter(room=room).order_by("-id")[:HISTORY_LENGTH]
-    return [(m.text, m.sent_at) for m in reversed(newest_first)]
-
-
 class ChatConsumer(AsyncWebsocketConsumer):
     """A chat room: every valid message is broadcast to everyone in the same room.
 
-    Client -> server: {"message": "<1..4096 characters>"}
+    Client -> server: {"message": "<1..4096 characters>"} (see chat.protocol)
     Server -> client: {"message": ..., "room": ..., "sent_at": "<ISO 8601 UTC>"}
                       or {"error": "<reason>"} for a frame that was refused.
     On connect the room's last 50 stored messages come first, oldest first, each with
     "history": true. A message is stored before it is broadcast, so a sender that
     receives its own message back knows it is kept.
+
+    Frames for the client go through an outbox that a writer task empties, so a client that
+    reads slowly never holds up this consumer's reading of the channel layer (where it would
+    lose messages silently once the layer's capacity is reached). A client that lets the
+    outbox fill up, or takes no frame for CHAT_SEND_TIMEOUT seconds, is closed with TOO_SLOW
+    instead: until then it has had every message, in order.
+
+    While the channel layer (Redis) or the database is unavailable, a handshake is accepted
+    and closed with TRY_AGAIN_LATER, and so are open sockets whose layer calls fail: one
+    WARNING line each, no traceback. redis-py reconnects by itself once Redis is back.
     """
 
     group_name = None
+    accepted = False
+    closed = False
+    writer: asyncio.Task | None = None
+
+    async def __call__(self, scope, receive, send):
+        """Run the consumer; a failure closes the socket with a code instead of dropping it.
+
+        A layer error surfaces here from group_add, group_send, group_discard or from the
+        layer's receive loop, which channels runs beside the client's (await_many_dispatch).
+        """
+        self.room = scope["url_route"]["kwargs"]["room"]
+        try:
+            await super().__call__(scope, receive, send)
+        except CHANNEL_LAYER_ERRORS as exc:
+            await self.unavailable("channel layer", exc)
+        except DatabaseError as exc:
+            await self.unavailable("database", exc)
+        except Exception:
+            logger.exception("chat: room %s: closing with %d", self.room, INTERNAL_ERROR)
+            await self.close_now(INTERNAL_ERROR, "internal error")
+        finally:
+            await self.stop_writer()
+
+    async def unavailable(self, part: str, exc: Exception) -> None:
+        """One WARNING line, and a close the client can retry on.
+
+        A handshake is accepted first, so that the client gets the code, not an HTTP error.
+        """
+        action = "socket closed" if self.closed else f"closing with {TRY_AGAIN_LATER}"
+        logger.warning(
+            "chat: room %s: %s unavailable (%s): %s", self.room, part, type(exc).__name__, action
+        )
+        await self.close_now(TRY_AGAIN_LATER, f"{part} unavailable, try again later")
 
     async def connect(self):
-        self.room = self.scope["url_route"]["kwargs"]["room"]
         self.group_name = f"chat.{self.room}"
+        self.outbox = asyncio.Queue(maxsize=settings.CHAT_SEND_QUEUE)
+        self.send_timeout = settings.CHAT_SEND_TIMEOUT
+        self.bucket = TokenBucket(settings.CHAT_RATE_PER_SECOND, settings.CHAT_RATE_BURST)
+        self.over_limit_in_a_row = 0
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
-        for text, sent_at in await recent_messages(self.room):
-            await self.send(
-                text_data=json.dumps(
-                    {
-                        "message": text,
-                        "room": self.room,
-                        "sent_at": iso_utc(sent_at),
-                        "history": True,
-                    }
-                )
+        history = [
+            json.dumps(
+                {"message": text, "room": self.room, "sent_at": iso_utc(sent_at), "history": True}
             )
+            for text, sent_at in await recent_messages(self.room)
+        ]
+        self.writer = asyncio.create_task(self.write_frames(history))
+
+    async def accept(self, subprotocol=None, headers=None):
+        await super().accept(subprotocol, headers)
+        self.accepted = True
+
+    async def websocket_disconnect(self, message):
+        self.closed = True  # nothing more may be sent
+        await self.stop_writer()
+        await super().websocket_disconnect(message)
 
     async def disconnect(self, code):
         if self.group_name is not None:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
-        if text_data is None:
-            await self.send_error("binary frames are not supported, send JSON text")
+        if self.closed:
             return
+        if not self.bucket.take():
+            await self.over_limit()
+            return
+        self.over_limit_in_a_row = 0
         try:
-            payload = json.loads(text_data)
-        except ValueError:
-            await self.send_error("malformed JSON")
-            return
-        if not isinstance(payload, dict):
-            await self.send_error("expected a JSON object")
-            return
-        message = payload.get("message")
-        if not isinstance(message, str):
-            await self.send_error('expected a string "message"')
-            return
-        if not 1 <= len(message) <= MAX_MESSAGE_LENGTH:
-            await self.send_error(f"message must be 1 to {MAX_MESSAGE_LENGTH} characters")
+            message = message_from_frame(text_data, bytes_data)
+        except FrameError as refused:
+            await self.send_error(str(refused))
             return
         now = datetime.now(UTC)
         try:
             await store_message(self.room, message, now)
-        except Exception:
-            logger.exception("chat: could not store a message for room %s", self.room)
+        except Exception as exc:  # one line per frame: an outage must not flood the log
+            logger.warning(
+                "chat: room %s: message not stored: %s: %s", self.room, type(exc).__name__, exc
+            )
             await self.send_error("message not stored, send it again")
             return
         await self.channel_layer.group_send(
@@ -111,14 +164,90 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_message(self, event):
         # The event was validated and stamped by the sender: forward it as it is.
-        await self.send(
-            text_data=json.dumps(
-                {"message": event["message"], "room": event["room"], "sent_at": event["sent_at"]}
-            )
+        await self.queue(
+            {"message": event["message"], "room": event["room"], "sent_at": event["sent_at"]}
         )
 
-    async def send_error(self, reason):
-        await self.send(text_data=json.dumps({"error": reason}))
+    async def over_limit(self) -> None:
+        """A frame over the rate limit: an error frame, or a close once FLOOD_LIMIT in a row."""
+        self.over_limit_in_a_row += 1
+        if self.over_limit_in_a_row < FLOOD_LIMIT:
+            await self.send_error("rate limit exceeded, slow down")
+            return
+        logger.warning(
+            "chat: room %s: %d frames in a row over the rate limit: closing with %d",
+            self.room,
+            FLOOD_LIMIT,
+            POLICY_VIOLATION,
+        )
+        await self.close_now(POLICY_VIOLATION, "rate limit exceeded")
+
+    async def send_error(self, reason: str) -> None:
+        await self.queue({"error": reason})
+
+    async def queue(self, frame: dict[str, object]) -> None:
+        """Put a frame in the outbox; when it is full, close the client as too slow."""
+        if self.closed:
+            return
+        try:
+            self.outbox.put_nowait(json.dumps(frame))
+        except asyncio.QueueFull:
+            logger.warning(
+                "chat: room %s: client too slow, %d frames waiting: closing with %d",
+                self.room,
+                self.outbox.qsize(),
+                TOO_SLOW,
+            )
+            await self.close_now(TOO_SLOW, "too slow")
+
+    async def write_frames(self, history: list[str]) -> None:
+        """The writer task: the history, then the outbox's frames as they come, in order."""
+        for frame in history:
+            if not await self.write(frame):
+                return
+        while await self.write(await self.outbox.get()):
+            pass
+
+    async def write(self, frame: str) -> bool:
+        """Send one frame within send_timeout; False when the socket is closed or gone."""
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await self.send(text_data=frame)
+        except TimeoutError:
+            logger.warning(
+                "chat: room %s: client took no frame for %gs: closing with %d",
+                self.room,
+                self.send_timeout,
+                TOO_SLOW,
+            )
+            self.writer = None  # this task ends here: close_now must not wait for it
+            await self.close_now(TOO_SLOW, "too slow")
+            return False
+        except OSError as exc:  # the client is gone (uvicorn's ClientDisconnected)
+            logger.info("chat: room %s: send failed: %s", self.room, type(exc).__name__)
+            self.closed = True  # its websocket.disconnect ends the consumer
+            return False
+        return True
+
+    async def stop_writer(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.cancel()
+            await asyncio.wait([writer])  # neither raises its exception nor eats our cancel
+
+    async def close_now(self, code: int, reason: str = "") -> None:
+        """Close the socket now with code, accepting it first if need be.
+
+        Frames still in the outbox are dropped: the client is told with the code instead.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        await self.stop_writer()
+        if not self.accepted:
+            await self.accept()
+        with contextlib.suppress(OSError):  # the client is gone already: nobody to tell
+            await self.base_send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 class EchoConsumer(AsyncWebsocketConsumer):

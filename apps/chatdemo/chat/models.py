@@ -12,7 +12,11 @@ class Message(models.Model):
     sent_at = models.DateTimeField()
 
     class Meta:
-        indexes = [models.Index(fields=["room", "-id"], name="chat_message_room_recent")]
+        indexes = [
+            models.Index(fields=["room", "-id"], name="chat_message_room_recent"),
+            # For the retention by age (chat.history.prune), across all rooms.
+            models.Index(fields=["sent_at"], name="chat_message_sent_at"),
+        ]
 
     def __str__(self):
         return f"#{self.room} {self.sent_at:%Y-%m-%d %H:%M:%S}: {self.text[:40]}"

@@ -14,14 +14,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatdemo.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from chat.consumers import RefuseConsumer  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+
+from chatdemo.origins import WebsocketOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # Browsers always send Origin on a WebSocket handshake; one whose host is not in
-        # ALLOWED_HOSTS (or a handshake without Origin) is refused with HTTP 403.
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        # Browsers always send Origin on a WebSocket handshake; one whose scheme, host and
+        # port are not those the site is served at (or a handshake without Origin) is
+        # refused with HTTP 403.
+        "websocket": WebsocketOriginValidator(
+            URLRouter(websocket_urlpatterns), deny=RefuseConsumer.as_asgi()
+        ),
     }
 )

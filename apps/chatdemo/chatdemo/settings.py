@@ -6,11 +6,14 @@ EnvironmentFile). See README.md for the list of variables.
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+
+from chatdemo.origins import parse_websocket_origins
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -37,14 +40,31 @@ def env_list(name, default=""):
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def env_int(name, default):
+def env_int(name, default, *, minimum=None):
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def env_float(name, default):
+    """Read a positive, finite number (seconds, a rate)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ImproperlyConfigured(f"{name} must be a number greater than 0, got {raw!r}")
+    return value
 
 
 def parse_database_url(url, *, base_dir=BASE_DIR, variable="DJANGO_DATABASE_URL"):
@@ -126,6 +146,9 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 USE_X_FORWARDED_HOST = False
+# Origins WebSocket handshakes may come from (scheme, host and port, normalised). Empty:
+# http:// and https:// on the default ports of each ALLOWED_HOSTS entry. See chatdemo/origins.py.
+WEBSOCKET_ORIGINS = parse_websocket_origins(os.environ.get("DJANGO_WEBSOCKET_ORIGINS", ""))
 
 APP_VERSION = os.environ.get("DJANGO_APP_VERSION", "").strip() or "dev"
 
@@ -189,6 +212,23 @@ if _channel_layers_json:
     CHANNEL_LAYERS = parse_channel_layers(_channel_layers_json)
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Chat (the app's own settings, documented in README.md) --------------------------------
+
+# A client that does not read: the frames that may wait for it (besides the history sent on
+# connect), and the seconds the server waits to write one. Beyond either it is closed (4001).
+CHAT_SEND_QUEUE = env_int("CHAT_SEND_QUEUE", 100, minimum=1)
+CHAT_SEND_TIMEOUT = env_float("CHAT_SEND_TIMEOUT", 10.0)
+
+# Messages a chat client may send: a token bucket per connection, refilled at
+# CHAT_RATE_PER_SECOND and holding at most CHAT_RATE_BURST. Frames over it get an error frame.
+CHAT_RATE_PER_SECOND = env_float("CHAT_RATE_PER_SECOND", 5.0)
+CHAT_RATE_BURST = env_int("CHAT_RATE_BURST", 20, minimum=1)
+
+# History retention: the newest messages kept per room, and the age at which messages go
+# (0: no limit). Pruned on store, see chat/history.py.
+CHAT_HISTORY_KEEP = env_int("CHAT_HISTORY_KEEP", 1000, minimum=0)
+CHAT_HISTORY_MAX_AGE_DAYS = env_int("CHAT_HISTORY_MAX_AGE_DAYS", 30, minimum=0)
 
 # --- Static files ---------------------------------------------------------------------------
 

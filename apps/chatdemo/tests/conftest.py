@@ -15,6 +15,12 @@ def in_memory_channel_layer(settings):
     settings.CHANNEL_LAYERS = {"default": dict(IN_MEMORY_LAYER)}
 
 
+@pytest.fixture
+def no_rate_limit(settings):
+    """For tests that send more than a burst (20 messages) at once, as no person types."""
+    settings.CHAT_RATE_BURST = 1_000_000
+
+
 class Response:
     def __init__(self, raw):
         self.status = raw["status"]
@@ -47,13 +53,14 @@ def http():
 async def ws():
     """Open WebSockets through the project's ASGI application; all are closed at teardown.
 
-    `await ws(path)` returns (accepted, communicator).
+    `await ws(path)` returns (accepted, communicator). `app` replaces the project's ASGI
+    application, for one wrapped by a test.
     """
     opened = []
 
-    async def connect(path, origin=ALLOWED_ORIGIN):
+    async def connect(path, origin=ALLOWED_ORIGIN, app=application):
         headers = [(b"origin", origin)] if origin is not None else []
-        communicator = WebsocketCommunicator(application, path, headers=headers)
+        communicator = WebsocketCommunicator(app, path, headers=headers)
         opened.append(communicator)
         accepted, _ = await communicator.connect(timeout=TIMEOUT)
         return accepted, communicator

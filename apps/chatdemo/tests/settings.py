@@ -1,14 +1,14 @@
 """Settings for the test suite: the project settings with their defaults, plus test values.
 
-Every DJANGO_* variable of the calling shell is dropped first, so the suite runs against
-the documented defaults whatever the environment holds.
+Every DJANGO_* and CHAT_* variable of the calling shell is dropped first, so the suite runs
+against the documented defaults whatever the environment holds.
 """
 
 import os
 import tempfile
 from pathlib import Path
 
-for _name in [name for name in os.environ if name.startswith("DJANGO_")]:
+for _name in [name for name in os.environ if name.startswith(("DJANGO_", "CHAT_"))]:
     if _name != "DJANGO_SETTINGS_MODULE":
         del os.environ[_name]
 os.environ["DJANGO_SECRET_KEY"] = "chatdemo-test-suite-only-not-a-secret"

@@ -74,6 +74,7 @@ def test_defaults():
             "USE_X_FORWARDED_HOST",
             "ASGI_APPLICATION",
             "FAULT_INJECTION",
+            "WEBSOCKET_ORIGINS",
         ],
         DJANGO_SECRET_KEY="x",
     )
@@ -98,6 +99,7 @@ def test_defaults():
     assert values["USE_X_FORWARDED_HOST"] is False
     assert values["ASGI_APPLICATION"] == "chatdemo.asgi.application"
     assert values["FAULT_INJECTION"] is False
+    assert values["WEBSOCKET_ORIGINS"] == []
 
 
 def test_values_from_the_environment(tmp_path):
@@ -121,6 +123,7 @@ def test_values_from_the_environment(tmp_path):
             "STORAGES",
             "CHANNEL_LAYERS",
             "APP_VERSION",
+            "WEBSOCKET_ORIGINS",
         ],
         DJANGO_SECRET_KEY="x",
         DJANGO_DEBUG="true",
@@ -130,6 +133,7 @@ def test_values_from_the_environment(tmp_path):
         DJANGO_STATIC_ROOT=str(tmp_path / "static"),
         DJANGO_CHANNEL_LAYERS=json.dumps(layers),
         DJANGO_APP_VERSION="2.0.1",
+        DJANGO_WEBSOCKET_ORIGINS="https://chat.example.org, http://localhost:8080",
     )
 
     assert values["DEBUG"] is True
@@ -142,6 +146,44 @@ def test_values_from_the_environment(tmp_path):
     )
     assert values["CHANNEL_LAYERS"] == layers
     assert values["APP_VERSION"] == "2.0.1"
+    assert values["WEBSOCKET_ORIGINS"] == ["https://chat.example.org:443", "http://localhost:8080"]
+
+
+def test_chat_settings_defaults_and_values_from_the_environment():
+    names = [
+        "CHAT_SEND_QUEUE",
+        "CHAT_SEND_TIMEOUT",
+        "CHAT_RATE_PER_SECOND",
+        "CHAT_RATE_BURST",
+        "CHAT_HISTORY_KEEP",
+        "CHAT_HISTORY_MAX_AGE_DAYS",
+    ]
+
+    assert settings_with(names, DJANGO_SECRET_KEY="x") == {
+        "CHAT_SEND_QUEUE": 100,
+        "CHAT_SEND_TIMEOUT": 10.0,
+        "CHAT_RATE_PER_SECOND": 5.0,
+        "CHAT_RATE_BURST": 20,
+        "CHAT_HISTORY_KEEP": 1000,
+        "CHAT_HISTORY_MAX_AGE_DAYS": 30,
+    }
+    assert settings_with(
+        names,
+        DJANGO_SECRET_KEY="x",
+        CHAT_SEND_QUEUE="500",
+        CHAT_SEND_TIMEOUT="2.5",
+        CHAT_RATE_PER_SECOND="0.5",
+        CHAT_RATE_BURST="3",
+        CHAT_HISTORY_KEEP="0",
+        CHAT_HISTORY_MAX_AGE_DAYS=" 7 ",
+    ) == {
+        "CHAT_SEND_QUEUE": 500,
+        "CHAT_SEND_TIMEOUT": 2.5,
+        "CHAT_RATE_PER_SECOND": 0.5,
+        "CHAT_RATE_BURST": 3,
+        "CHAT_HISTORY_KEEP": 0,
+        "CHAT_HISTORY_MAX_AGE_DAYS": 7,
+    }
 
 
 def test_secure_proxy():
@@ -199,6 +241,19 @@ def test_check_deploy_is_clean_behind_a_tls_proxy(tmp_path):
         ("DJANGO_DEBUG", "maybe"),
         ("DJANGO_HSTS_SECONDS", "a year"),
         ("DJANGO_LOG_LEVEL", "LOUD"),
+        ("DJANGO_WEBSOCKET_ORIGINS", "chat.example.org"),
+        ("CHAT_SEND_QUEUE", "0"),
+        ("CHAT_SEND_TIMEOUT", "0"),
+        ("CHAT_SEND_TIMEOUT", "-1"),
+        ("CHAT_SEND_TIMEOUT", "inf"),
+        ("CHAT_SEND_TIMEOUT", "ten"),
+        ("CHAT_RATE_PER_SECOND", "0"),
+        ("CHAT_RATE_PER_SECOND", "nan"),
+        ("CHAT_RATE_BURST", "0"),
+        ("CHAT_RATE_BURST", "2.5"),
+        ("CHAT_HISTORY_KEEP", "-1"),
+        ("CHAT_HISTORY_KEEP", "all"),
+        ("CHAT_HISTORY_MAX_AGE_DAYS", "-5"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_variable(variable, value):

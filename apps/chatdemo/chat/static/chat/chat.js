@@ -7,6 +7,9 @@
   const BACKOFF_MAX_MS = 10000; // cap
   const JITTER = 0.2; // each delay is randomised by +/- 20 %
   const MAX_SHOWN = 500; // messages kept in the list
+  // Close code of a server that accepted the handshake but cannot serve chat right now
+  // (its channel layer or database is down): not a successful connection for the backoff.
+  const TRY_AGAIN_LATER = 1013;
 
   const statusEl = document.getElementById("status");
   const roomForm = document.getElementById("room-form");
@@ -82,9 +85,10 @@
     socket = ws;
     setStatus("connecting", "connecting to #" + room + "…");
 
+    let opened = false;
     ws.addEventListener("open", function () {
       if (ws !== socket) return;
-      backoff = BACKOFF_MIN_MS;
+      opened = true;
       // The server sends the room's recent history first: it replaces what was shown.
       messages.replaceChildren();
       setStatus("open", "connected to #" + room);
@@ -93,9 +97,12 @@
       if (ws !== socket) return;
       onFrame(event);
     });
-    ws.addEventListener("close", function () {
+    ws.addEventListener("close", function (event) {
       if (ws !== socket) return; // a socket we closed on purpose
       socket = null;
+      if (opened && event.code !== TRY_AGAIN_LATER) {
+        backoff = BACKOFF_MIN_MS;
+      }
       scheduleReconnect();
     });
   }
