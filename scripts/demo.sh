@@ -16,7 +16,8 @@ if [ "${DEMO_TLS:-0}" = 1 ]; then
   scheme=https inner=443
   extra=(-e "{\"nginx_tls_mode\": \"selfsigned\", \"nginx_hsts_max_age\": 0,
     \"django_app_secure_proxy\": true, \"django_app_hsts_seconds\": 0,
-    \"django_app_csrf_trusted_origins\": [\"https://localhost:$port\", \"https://127.0.0.1:$port\"]}")
+    \"django_app_csrf_trusted_origins\": [\"https://localhost:$port\", \"https://127.0.0.1:$port\"],
+    \"django_app_websocket_origins\": [\"https://localhost:$port\", \"https://127.0.0.1:$port\"]}")
 fi
 
 scripts/ensure-docker.sh

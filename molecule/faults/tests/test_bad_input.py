@@ -13,7 +13,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.protocol import State
 
-# uvicorn's default ws_max_size: a bigger frame is refused with 1009 (message too big).
+# A frame announced bigger than this is refused with 1009 (message too big): uvicorn's
+# own limit, far above the role's gunicorn_ws_max_size (test_abuse.py checks that one).
 WS_MAX_SIZE = 16 * 1024 * 1024
 # client_header_timeout in this scenario's nginx (molecule.yml); nginx's default is 60 s.
 HEADER_TIMEOUT = 10
