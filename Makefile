@@ -65,8 +65,12 @@ demo-tls: venv ## The demo over https with a self-signed certificate, on port 84
 	@DEMO_TLS=1 scripts/demo.sh
 
 .PHONY: bench
-bench: venv ## Converge a stack, measure it, write docs/benchmarks.md (root; not a test)
+bench: venv $(VENV)/.bench-installed ## Converge a stack, measure it, write docs/benchmarks.md (root; not a test)
 	@scripts/bench.sh
+
+$(VENV)/.bench-installed: bench/requirements.txt
+	$(VENV)/bin/pip install --quiet -r bench/requirements.txt
+	touch $@
 
 .PHONY: vault
 vault: venv ## Encrypted random secrets for an inventory: make vault ENV=production

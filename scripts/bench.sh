@@ -45,7 +45,7 @@ if [ "${BENCH_REUSE:-0}" = 1 ] && [ "$(docker inspect -f '{{.State.Running}}' "$
   converge reconverge playbooks/site.yml
 else
   docker rm -f "$name" >/dev/null 2>&1 || true
-  scripts/systemd-container.sh "$name" "$image" "127.0.0.1:$port:80"
+  scripts/systemd-container.sh "$name" 12 "127.0.0.1:$port:80"
   rm -f "$out/converge.json" "$out/latest.json"
   converge cold playbooks/site.yml
   converge idempotent playbooks/site.yml

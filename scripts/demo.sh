@@ -22,7 +22,7 @@ fi
 
 scripts/ensure-docker.sh
 scripts/build-image.sh 12 "$image"
-scripts/systemd-container.sh "$name" "$image" "127.0.0.1:$port:$inner"
+scripts/systemd-container.sh "$name" 12 "127.0.0.1:$port:$inner"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

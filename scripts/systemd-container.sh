@@ -1,30 +1,21 @@
 #!/usr/bin/env bash
-# Start a systemd container the way the molecule scenarios do, for `make demo`.
+# Start a systemd container the way the molecule scenarios do, for `make demo`
+# and `make bench`: molecule/resources/create.yml says how, in one place.
 #
-#   scripts/systemd-container.sh NAME IMAGE PUBLISH
+#   scripts/systemd-container.sh NAME DEBIAN PUBLISH
 #
-# PUBLISH is a docker -p value such as 127.0.0.1:8080:80. Nothing happens when
-# NAME already runs. CHANNELS_STACK_PRIVILEGED=true runs it privileged where
-# the host allows that; otherwise it gets CAP_SYS_ADMIN and the host cgroups.
+# DEBIAN is 12 or 13 (the image is CHANNELS_STACK_IMAGE_<n>); PUBLISH a docker
+# -p value such as 127.0.0.1:8080:80. Nothing happens when NAME already runs.
 set -euo pipefail
-name=${1:?name} image=${2:?image} publish=${3:?publish}
-cache=${CHANNELS_STACK_CACHE:-/var/cache/channels-stack}
-version=$(docker image inspect -f '{{.Id}}' "$image" >/dev/null && echo "${image##*:}")
+cd "$(dirname "$0")/.."
+name=${1:?name} debian=${2:?debian version} publish=${3:?publish}
 
-if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null || true)" = true ]; then
-  exit 0
+if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null || true)" != true ]; then
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  platform=$(printf '{"name": "%s", "debian": %s, "published_ports": ["%s"]}' "$name" "$debian" "$publish")
+  ANSIBLE_STDOUT_CALLBACK=ansible.builtin.default ansible-playbook -i localhost, molecule/resources/create.yml \
+    -e "{\"molecule_yml\": {\"platforms\": [$platform]}}" >/dev/null
 fi
-docker rm -f "$name" >/dev/null 2>&1 || true
-
-priv=(--cap-add SYS_ADMIN)
-if [ "${CHANNELS_STACK_PRIVILEGED:-false}" = true ]; then priv=(--privileged); fi
-mkdir -p "$cache/apt-debian$version" "$cache/pip"
-docker run -d --name "$name" --hostname "$name" "${priv[@]}" \
-  --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-  --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
-  -v "$cache/apt-debian$version:/var/cache/apt/archives:rw" \
-  -v "$cache/pip:/var/cache/pip:rw" \
-  -p "$publish" "$image" /lib/systemd/systemd >/dev/null
 
 for _ in $(seq 1 60); do
   state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)

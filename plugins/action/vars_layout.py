@@ -1,8 +1,17 @@
-"""Filters that check how this project's variables are laid out on the controller."""
+"""Fail when Ansible would silently skip a variable file under group_vars/ or host_vars/.
+
+Runs on the controller (an action plugin: it reads the controller's files).
+
+    - name: Check that Ansible skips no variable file
+      vars_layout:
+        paths: "{{ ansible_inventory_sources | list + [playbook_dir] }}"
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from ansible.plugins.action import ActionBase
 
 # The order in which Ansible looks for a group's or host's variables: the first
 # that exists is loaded (a directory with all its files), the others are skipped.
@@ -13,12 +22,10 @@ def ignored_vars_files(paths: list[str]) -> list[str]:
     """Variable files Ansible would silently skip under group_vars/ and host_vars/.
 
     ``paths`` are inventory sources and playbook directories; for a file, the
-    directory holding it is searched, as Ansible does.
-
-    Ansible loads, for each group or host name, the first of ``name``, ``name.yml``,
-    ``name.yaml`` and ``name.json`` that exists (``name`` may be a directory) and
-    ignores the rest. Each problem is one line naming the skipped file and what
-    is loaded instead.
+    directory holding it is searched, as Ansible does. Ansible loads, for each
+    group or host name, the first of ``name``, ``name.yml``, ``name.yaml`` and
+    ``name.json`` that exists (``name`` may be a directory) and ignores the
+    rest. Each problem is one line naming the skipped file and what is loaded.
     """
     problems: list[str] = []
     seen: set[Path] = set()
@@ -50,6 +57,14 @@ def _stem(filename: str) -> str:
     return filename
 
 
-class FilterModule:
-    def filters(self) -> dict:
-        return {"ignored_vars_files": ignored_vars_files}
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        problems = ignored_vars_files(list(self._task.args.get("paths", [])))
+        result.update(changed=False, problems=problems)
+        if problems:
+            result.update(failed=True, msg="; ".join(problems))
+        return result
