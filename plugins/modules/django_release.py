@@ -136,6 +136,7 @@ except ImportError:  # imported by the unit tests without Ansible's module machi
     AnsibleModule = None
 
 HISTORY = "release-history"
+SERVING_MODE = "serving-mode"
 RELEASE_ENV = ".release.env"
 MANIFEST_COPY = ".staticfiles.json"
 COMPLETE = ".complete"
@@ -706,13 +707,21 @@ class Releases:
         if self.link_venv(release_dir, venv, version):
             self.steps.append(f"release {name} uses virtualenv {venv.name}")
         serves_app = _serves(state, self.app)
-        pending = previous != name or not serves_app
+        pending = (
+            previous != name
+            or not serves_app
+            or self.served_mode() not in ("", self.app["serving_mode"])
+        )
         if self.host.check_mode:
             if pending:
                 self.steps.append(f"check, migrate and collect the static files of release {name}")
             return {"release": name, "previous": previous, "pending": pending, "venv": str(venv)}
         if pending:
-            self.check_app(release_dir)
+            try:
+                self.check_app(release_dir)
+            except ReleaseError as failure:
+                served = f" The app still serves release {previous}, as it was." if previous else ""
+                raise ReleaseError(f"{failure}.{served}") from None
         if migrate and pending:
             out = self.manage(release_dir, "migrate", "--noinput")
             if "Applying " in out:
@@ -729,6 +738,12 @@ class Releases:
             point_link(self.current, release_dir)
             self.steps.append(f"first release {name} is current")
         return {"release": name, "previous": previous, "pending": pending, "venv": str(venv)}
+
+    def served_mode(self) -> str:
+        """The serving mode the app was last switched or restarted in; empty before the first."""
+        with contextlib.suppress(FileNotFoundError):
+            return (self.home / SERVING_MODE).read_text().strip()
+        return ""
 
     # -- activate --
 
@@ -748,6 +763,8 @@ class Releases:
         ) != os.path.realpath(target / ".venv")
         verb = "restart" if restart or venv_changed or not serves_app or not live else "reload"
         if not switch and not restart and live:
+            if self.served_mode() != self.app["serving_mode"] and not self.host.check_mode:
+                write_atomically(self.home / SERVING_MODE, self.app["serving_mode"] + "\n")
             self.record(name, keep, rollback)
             return {"release": name, "previous": previous, "changed": bool(self.steps)}
         if switch:
@@ -781,6 +798,7 @@ class Releases:
             raise ReleaseError(
                 f"release {name} failed after the switch and was rolled back: {failure}. {again}"
             ) from None
+        write_atomically(self.home / SERVING_MODE, self.app["serving_mode"] + "\n")
         self.record(name, keep, rollback)
         return {"release": name, "previous": previous, "changed": True}
 

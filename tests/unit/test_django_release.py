@@ -472,3 +472,22 @@ def test_the_release_env_file_quotes_its_values_as_the_env_file_does(root):
     assert (release_dir / ".release.env").read_text() == (
         "DJANGO_APP_VERSION='2'\nDJANGO_APP_RELEASE='2-local-abc'\n"
     )
+
+
+@pytest.mark.parametrize("was, pending", [("asgi", True), ("channels", False)])
+def test_a_change_of_serving_mode_checks_the_served_release_again(root, was, pending):
+    release_dir = make_release(root, "r1")
+    (release_dir / "requirements.txt").write_text("Django==5.2\n")
+    release.point_link(root / "current", release_dir)
+    (root / "serving-mode").write_text(f"{was}\n")
+    host = FakeHost([OK])
+    serving_app(host, root)
+    releases = release.Releases(app_contract(root), host)  # its serving mode: channels
+    venv, _, _ = releases.venv_for(release_dir, {})
+    venv.mkdir(parents=True)
+    (venv / ".complete").write_text("")
+
+    result = releases.prepare(root / "unused.tar", "r1", "1", {}, False, False)
+
+    assert result["pending"] is pending
+    assert any("check_app.py" in call for call in host.calls) is pending

@@ -56,7 +56,10 @@ def check_mode(mode: str, target: str, app: object) -> str | None:
     try:
         from channels.routing import ProtocolTypeRouter
     except ImportError:
-        return "channels is not installed in the release's virtualenv (add it to the requirements)"
+        return (
+            "the channels serving mode (django_app_serving_mode) needs channels, which is not "
+            "installed in the release's virtualenv (add it to the requirements)"
+        )
     mapping = getattr(app, "application_mapping", {}) if isinstance(app, ProtocolTypeRouter) else {}
     if "websocket" not in mapping:
         return (
