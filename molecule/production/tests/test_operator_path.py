@@ -73,29 +73,18 @@ def test_a_release_deploys_and_rolls_back_over_ssh_as_deploy(operator, site):
         assert status == 200, body
         return body["version"]
 
+    def playbook(name: str, *extra: str):
+        run = operator.run(
+            ".venv/bin/ansible-playbook", "-i", INVENTORY, f"playbooks/{name}.yml", *extra
+        )
+        print(f"\n{name}.yml {' '.join(extra)} over SSH: {run.seconds:.1f} s, {run.recap()}")
+        assert run.rc == 0, run.output[-3000:]
+        return run
+
     before = version()
-    deploy = operator.run(
-        ".venv/bin/ansible-playbook",
-        "-i",
-        INVENTORY,
-        "playbooks/deploy.yml",
-        "-e",
-        "django_app_version=2",
-    )
-    print(f"\ndeploy.yml over SSH: {deploy.seconds:.1f} s, {deploy.recap()}")
-    assert deploy.rc == 0, deploy.output[-3000:]
+    playbook("deploy", "-e", "django_app_version=2")
     assert version() == "2"
-    again = operator.run(
-        ".venv/bin/ansible-playbook",
-        "-i",
-        INVENTORY,
-        "playbooks/deploy.yml",
-        "-e",
-        "django_app_version=2",
-    )
-    print(f"deploy.yml again: {again.seconds:.1f} s, {again.recap()}")
-    assert again.rc == 0 and again.recap()["changed"] == 0, again.output[-3000:]
-    rollback = operator.run(".venv/bin/ansible-playbook", "-i", INVENTORY, "playbooks/rollback.yml")
-    print(f"rollback.yml over SSH: {rollback.seconds:.1f} s, {rollback.recap()}")
-    assert rollback.rc == 0, rollback.output[-3000:]
+    again = playbook("deploy", "-e", "django_app_version=2")
+    assert again.recap()["changed"] == 0, again.output[-3000:]
+    playbook("rollback")
     assert version() == before

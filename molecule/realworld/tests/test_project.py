@@ -11,12 +11,17 @@ from __future__ import annotations
 import asyncio
 import http.cookiejar
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 from conftest import APP, HOME, PROJECT
+from stack_testing import REPO, playbook_env
 
 
 def env_of(host) -> dict[str, str]:
@@ -125,3 +130,43 @@ def test_the_environment_carries_the_names_the_project_reads(host):
     assert env["REDIS_URL"].startswith("redis://")
     assert env["DJANGO_ADMIN_URL"] == "manage/"
     assert env["DJANGO_SETTINGS_MODULE"] == "notes_deploy_settings"
+
+
+def deploy(local_path: Path) -> subprocess.CompletedProcess[str]:
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(inventory),
+            "playbooks/deploy.yml",
+            "-e",
+            f"django_app_local_path={local_path}",
+        ],
+        cwd=REPO,
+        env=playbook_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_a_redeploy_serves_the_new_stylesheet_and_a_second_one_changes_nothing(
+    site, host, tmp_path
+):
+    project = tmp_path / "realworld"
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("__pycache__", ".venv"))
+    with (project / "realworld" / "static" / "css" / "project.css").open("a") as css:
+        css.write("\n.visits { color: #555; }\n")
+
+    first = deploy(project)
+    assert first.returncode == 0, first.stdout[-3000:]
+    _, _, page = site.get("/")
+    url = re.search(rb'href="(/static/css/project\.[0-9a-f]{12}\.css)"', page).group(1).decode()
+    status, _, body = site.get(url)
+    assert status == 200 and b".visits" in body
+
+    second = deploy(project)
+    recap = next(line for line in second.stdout.splitlines() if " : ok=" in line)
+    print(f"\nredeploy: {recap}")
+    assert second.returncode == 0 and " changed=0 " in recap, second.stdout[-3000:]

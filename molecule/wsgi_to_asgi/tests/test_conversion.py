@@ -105,6 +105,9 @@ def test_channels_mode_is_refused_for_a_project_without_channels_leaving_asgi_se
     assert "was not switched to" in flat and "The app still serves release" in flat, recap(result)
     assert 'worker_class = "uvicorn_worker.UvicornWorker"' in gunicorn_conf(host)
     assert "wsgisample.asgi:application" in exec_start(host)
+    # The settings the refused mode was given were put back.
+    assert "DJANGO_CHANNEL_LAYERS" not in app_env(host)
+    assert not [name for name in host.file(f"/etc/{APP}").listdir() if "~" in name]
     status, body = site.get_json("/async/notes/")
     assert (status, body["interface"]) == (200, "asgi")
 
