@@ -7,9 +7,9 @@ DOCUMENTATION = r"""
 module: kept_secret
 short_description: A secret generated on the host on first use and kept there
 description:
-  - Returns O(value) when it is given. Otherwise returns the secret kept in O(path), generating
-    it first (O(length) random characters of O(alphabet), a file of mode 0600 owned by root)
-    when the file does not exist. The value never leaves the host otherwise; use no_log.
+  - Returns the secret kept in O(path), generating it first (O(length) random characters of
+    O(alphabet), a file of mode 0600 owned by root) when the file does not exist. Run it only
+    when the user gave no secret of their own, and with no_log.
   - In check mode a missing secret is reported as one that would be generated, and the value
     returned is empty.
 options:
@@ -17,11 +17,6 @@ options:
     type: path
     required: true
     description: File that keeps the secret.
-  value:
-    type: str
-    default: ""
-    no_log: true
-    description: The secret to use instead; nothing is written when given.
   length:
     type: int
     default: 40
@@ -73,15 +68,12 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "path": {"type": "path", "required": True},
-            "value": {"type": "str", "default": "", "no_log": True},
             "length": {"type": "int", "default": 40},
             "alphabet": {"type": "str", "default": "alphanumeric", "choices": list(ALPHABETS)},
         },
         supports_check_mode=True,
     )
     p = module.params
-    if p["value"]:
-        module.exit_json(changed=False, value=p["value"])
     value, generated = keep(Path(p["path"]), p["length"], p["alphabet"], module.check_mode)
     module.exit_json(changed=generated, value=value)
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
 from conftest import APP, APP_HOSTS, REPO, SITE_HOST
-from stack_testing import playbook_env
+from stack_testing import run_playbook
 
 CHAT_CLIENTS = 4
 MAX_CHAT_GAP = 5.0
@@ -104,59 +101,20 @@ def test_rolling_update_restarts_every_app_host_without_failed_requests_takes_mi
     site, hosts, http_port
 ):
     """Runs the whole site playbook with a new app version: minutes of Ansible."""
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     version = f"rolling-{uuid.uuid4().hex[:8]}"
     workers_before = {name: worker_pids(hosts[name]) for name in APP_HOSTS}
-    env = playbook_env()
-    http_loop, chat_loop = HttpLoop(http_port), ChatLoop(site)
-    http_loop.start()
-    chat_loop.start()
-    time.sleep(3)  # every chat client connected before the run
-    playbook = ["ansible-playbook", "-i", str(inventory), "playbooks/site.yml"]
-    started = time.monotonic()
-    run = subprocess.run(
-        [*playbook, "-e", f"django_app_version={version}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    duration = time.monotonic() - started
-    time.sleep(MAX_CHAT_GAP + 1)  # clients closed at the very end get their chance
-    http_loop.stop.set()
-    chat_loop.stop.set()
-    http_loop.join(40)
-    chat_loop.join(20)
-    longest = max(chat_loop.gaps, default=0.0)
-    print(
-        f"\nrolling update: playbook {duration:.1f} s; {http_loop.requests} HTTP requests, "
-        f"{len(http_loop.failures)} failed, slowest {http_loop.slowest:.2f} s; "
-        f"{len(chat_loop.gaps)} chat reconnects, longest gap {longest:.2f} s"
-    )
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    with Load(site, http_port) as load:
+        run = run_playbook("site", extra_vars={"django_app_version": version}, timeout=600)
+    print(f"\nrolling update: playbook {run.seconds:.1f} s; {load.summary()}")
+    assert run.rc == 0, run.output[-6000:]
     for name in APP_HOSTS:
         release_env = hosts[name].file(f"/srv/{APP}/current/.release.env").content_string
         assert f"DJANGO_APP_VERSION='{version}'" in release_env, name
         assert not worker_pids(hosts[name]) & workers_before[name], f"{name} kept its old workers"
-    assert http_loop.requests > 20
-    assert http_loop.failures == []
-    assert chat_loop.gaps, "no chat client was disconnected: the test proved nothing"
-    assert longest < MAX_CHAT_GAP, chat_loop.gaps
-
-
-def run_playbook(name: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    started = time.monotonic()
-    run = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), f"playbooks/{name}.yml", *extra],
-        cwd=REPO,
-        env=playbook_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    return run, time.monotonic() - started
+    assert load.http.requests > 20
+    assert load.http.failures == []
+    assert load.chat.gaps, "no chat client was disconnected: the test proved nothing"
+    assert max(load.chat.gaps) < MAX_CHAT_GAP, load.chat.gaps
 
 
 def stylesheet(site) -> tuple[str, bytes]:
@@ -191,7 +149,8 @@ class Load:
     def summary(self) -> str:
         longest = max(self.chat.gaps, default=0.0)
         return (
-            f"{self.http.requests} HTTP requests, {len(self.http.failures)} failed; "
+            f"{self.http.requests} HTTP requests, {len(self.http.failures)} failed, "
+            f"slowest {self.http.slowest:.2f} s; "
             f"{len(self.chat.gaps)} chat reconnects, longest gap {longest:.2f} s"
         )
 
@@ -212,11 +171,11 @@ def test_deploy_and_rollback_go_host_by_host_and_bring_their_stylesheet_to_the_l
         css.write(f"\n{marker}\n")
 
     with Load(site, http_port) as deploy_load:
-        deploy, deploy_seconds = run_playbook(
-            "deploy", "-e", f"django_app_local_path={app}", "-e", "django_app_version=css2"
+        deploy = run_playbook(
+            "deploy", extra_vars={"django_app_local_path": str(app), "django_app_version": "css2"}
         )
-    print(f"\ndeploy.yml: {deploy_seconds:.1f} s; {deploy_load.summary()}")
-    assert deploy.returncode == 0, deploy.stdout[-4000:] + deploy.stderr[-2000:]
+    print(f"\ndeploy.yml: {deploy.seconds:.1f} s; {deploy_load.summary()}")
+    assert deploy.rc == 0, deploy.output[-6000:]
     assert deploy_load.http.failures == []
     assert max(deploy_load.chat.gaps, default=0.0) < MAX_CHAT_GAP, deploy_load.chat.gaps
     new_url, new_css = stylesheet(site)
@@ -225,12 +184,12 @@ def test_deploy_and_rollback_go_host_by_host_and_bring_their_stylesheet_to_the_l
         release_env = hosts[name].file(f"/srv/{APP}/current/.release.env").content_string
         assert "DJANGO_APP_VERSION='css2'" in release_env, name
     # Each host left the load balancers' rotation for its switch, one after the other.
-    assert deploy.stdout.count("TASK [lb_rotation : Mark this app host down") == len(APP_HOSTS)
+    assert deploy.output.count("TASK [lb_rotation : Mark this app host down") == len(APP_HOSTS)
 
     with Load(site, http_port) as rollback_load:
-        rollback, rollback_seconds = run_playbook("rollback")
-    print(f"rollback.yml: {rollback_seconds:.1f} s; {rollback_load.summary()}")
-    assert rollback.returncode == 0, rollback.stdout[-4000:] + rollback.stderr[-2000:]
+        rollback = run_playbook("rollback")
+    print(f"rollback.yml: {rollback.seconds:.1f} s; {rollback_load.summary()}")
+    assert rollback.rc == 0, rollback.output[-6000:]
     assert rollback_load.http.failures == []
     assert max(rollback_load.chat.gaps, default=0.0) < MAX_CHAT_GAP, rollback_load.chat.gaps
     assert stylesheet(site) == (old_url, old_css)

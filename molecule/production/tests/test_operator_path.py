@@ -22,20 +22,26 @@ def test_ansible_logged_in_over_ssh_as_deploy_and_became_root_with_sudo(host):
     assert "deploy : " in sudo and "USER=root" in sudo
 
 
+def vault_value(plain: str, name: str) -> str:
+    return next(
+        line.split(":", 1)[1].strip().strip('"')
+        for line in plain.splitlines()
+        if line.startswith(f"{name}:")
+    )
+
+
 def test_vault_and_plain_values_of_group_all_both_reach_the_host(host, operator):
     vault = operator.run(".venv/bin/ansible-vault", "view", f"{INVENTORY}/group_vars/all/vault.yml")
     assert vault.rc == 0, vault.output
-    secret = next(
-        line.split(":", 1)[1].strip().strip('"')
-        for line in vault.output.splitlines()
-        if line.startswith("vault_django_secret_key:")
-    )
+    secret = vault_value(vault.output, "vault_django_secret_key")
     env = dict(
         line.split("=", 1)
         for line in host.check_output(f"cat /etc/{APP}/env").splitlines()
         if "=" in line and not line.startswith("#")
     )
     assert shlex.split(env["DJANGO_SECRET_KEY"])[0] == secret, "the vault's SECRET_KEY is not used"
+    redis_password = vault_value(vault.output, "vault_redis_app_password")
+    assert f":{redis_password}@" in shlex.split(env["REDIS_URL"])[0], "the vault's Redis password"
     assert shlex.split(env["DJANGO_ALLOWED_HOSTS"])[0] == "chat.example.com"
 
 

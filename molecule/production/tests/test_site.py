@@ -11,6 +11,7 @@ from test_http import (
 from test_state import (
     test_app_service_is_notify_type_with_reload_and_restart,
     test_gunicorn_runs_uvicorn_workers,
+    test_no_secret_was_replaced_by_ansibles_no_log_placeholder,
     test_redis_listens_on_loopback_only,
     test_redis_refuses_clients_without_a_password,
     test_top_level_group_vars_reach_the_host,
@@ -32,6 +33,7 @@ __all__ = [
     "test_group_members_are_removed_when_clients_leave",
     "test_gunicorn_runs_uvicorn_workers",
     "test_healthz_is_ok_through_nginx",
+    "test_no_secret_was_replaced_by_ansibles_no_log_placeholder",
     "test_redis_listens_on_loopback_only",
     "test_redis_refuses_clients_without_a_password",
     "test_top_level_group_vars_reach_the_host",

@@ -11,17 +11,15 @@ from __future__ import annotations
 import asyncio
 import http.cookiejar
 import json
-import os
 import re
 import shlex
 import shutil
-import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from conftest import APP, HOME, PROJECT
-from stack_testing import REPO, playbook_env
+from stack_testing import PlaybookRun, run_playbook
 
 
 def env_of(host) -> dict[str, str]:
@@ -132,23 +130,8 @@ def test_the_environment_carries_the_names_the_project_reads(host):
     assert env["DJANGO_SETTINGS_MODULE"] == "notes_deploy_settings"
 
 
-def deploy(local_path: Path) -> subprocess.CompletedProcess[str]:
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(inventory),
-            "playbooks/deploy.yml",
-            "-e",
-            f"django_app_local_path={local_path}",
-        ],
-        cwd=REPO,
-        env=playbook_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+def deploy(local_path: Path) -> PlaybookRun:
+    return run_playbook("deploy", extra_vars={"django_app_local_path": str(local_path)})
 
 
 def test_a_redeploy_serves_the_new_stylesheet_and_a_second_one_changes_nothing(
@@ -160,13 +143,22 @@ def test_a_redeploy_serves_the_new_stylesheet_and_a_second_one_changes_nothing(
         css.write("\n.visits { color: #555; }\n")
 
     first = deploy(project)
-    assert first.returncode == 0, first.stdout[-3000:]
+    assert first.rc == 0, first.output[-3000:]
     _, _, page = site.get("/")
     url = re.search(rb'href="(/static/css/project\.[0-9a-f]{12}\.css)"', page).group(1).decode()
     status, _, body = site.get(url)
     assert status == 200 and b".visits" in body
 
     second = deploy(project)
-    recap = next(line for line in second.stdout.splitlines() if " : ok=" in line)
-    print(f"\nredeploy: {recap}")
-    assert second.returncode == 0 and " changed=0 " in recap, second.stdout[-3000:]
+    print(f"\nredeploy: {first.seconds:.1f} s; again: {second.seconds:.1f} s, {second.recap()}")
+    assert second.rc == 0 and second.recap()["changed"] == 0, second.output[-3000:]
+
+
+def test_the_apps_redis_user_was_refused_no_command(host):
+    """Redis logs each command it refused an ACL user: none of the cache's."""
+    password = host.file("/etc/redis/default.password").content_string.strip()
+    log = host.check_output(
+        "redis-cli --no-auth-warning --user default --pass %s ACL LOG", password
+    ).splitlines()
+    refused = [log[i + 1] for i, line in enumerate(log[:-1]) if line == "username"]
+    assert "channels" not in refused, log

@@ -17,7 +17,9 @@ import re
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,68 @@ def playbook_env(**overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
+
+
+@dataclass
+class PlaybookRun:
+    """What an ansible-playbook run printed and returned, and how long it took."""
+
+    rc: int
+    output: str
+    seconds: float
+
+    @property
+    def returncode(self) -> int:
+        return self.rc
+
+    @property
+    def stdout(self) -> str:
+        return self.output
+
+    stderr = ""  # both streams are in output
+
+    def recap(self) -> dict[str, int]:
+        """Totals of the last PLAY RECAP over every host."""
+        block = self.output[self.output.rindex("PLAY RECAP") :]
+        totals: dict[str, int] = {}
+        for line in block.splitlines()[1:]:
+            if " : ok=" not in line:
+                break
+            for key, value in re.findall(r"(\w+)=(\d+)", line):
+                totals[key] = totals.get(key, 0) + int(value)
+        return totals
+
+
+def run_playbook(
+    name: str,
+    *extra: str,
+    extra_vars: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> PlaybookRun:
+    """Run playbooks/<name>.yml of this checkout against the scenario's hosts, as a user
+    re-running it would (the molecule inventory, this project's ansible.cfg)."""
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    argv = [
+        "ansible-playbook",
+        "-i",
+        str(inventory),
+        str(REPO / "playbooks" / f"{name}.yml"),
+        *extra,
+    ]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    started = time.monotonic()
+    proc = subprocess.run(
+        argv,
+        cwd=REPO,
+        env=playbook_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return PlaybookRun(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
 
 
 @pytest.fixture(scope="module")

@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-
-from stack_testing import REPO
-
-
-def converge(*extra: str) -> subprocess.CompletedProcess[str]:
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    return subprocess.run(
-        ["ansible-playbook", "-i", inventory, "playbooks/site.yml", *extra],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        timeout=300,
-    )
+from stack_testing import run_playbook
 
 
 def test_a_site_that_fails_nginx_t_is_rolled_back_and_nginx_keeps_serving(host, site):
@@ -25,7 +10,9 @@ def test_a_site_that_fails_nginx_t_is_rolled_back_and_nginx_keeps_serving(host, 
     before = host.file(site_conf).sha256sum
     master_before = host.check_output("cat /run/nginx.pid")
 
-    run = converge("--tags", "nginx", "-e", "nginx_extra_server_config='no_such_directive on;'")
+    run = run_playbook(
+        "site", "--tags", "nginx", "-e", "nginx_extra_server_config='no_such_directive on;'"
+    )
 
     assert run.returncode != 0, "the play must fail on a configuration nginx -t rejects"
     assert "nginx -t" in run.stdout and "no_such_directive" in run.stdout, run.stdout[-3000:]

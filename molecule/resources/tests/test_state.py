@@ -109,3 +109,10 @@ def test_top_level_group_vars_reach_the_host(host):
         "group_vars/all/main.yml must set a value the role default does not, to prove it applies"
     )
     assert f"proxy_read_timeout {wanted}s;" in host.check_output("nginx -T 2>/dev/null")
+
+
+def test_no_secret_was_replaced_by_ansibles_no_log_placeholder(host):
+    """A no_log value that went through a module's return comes back masked; written to a
+    file, the mask would become the password itself."""
+    found = host.run("grep -rl VALUE_SPECIFIED_IN_NO_LOG_PARAMETER /etc /srv")
+    assert found.rc == 1, found.stdout

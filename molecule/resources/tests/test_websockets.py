@@ -150,3 +150,10 @@ def test_chat_handshakes_succeed_right_after_a_redis_restart(host, site):
                 assert got["message"] == f"after restart {i}"
 
     run(scenario())
+
+
+def test_the_apps_redis_user_was_refused_no_command(host):
+    """Redis logs each command it refused an ACL user: none of the app's, after all of the above."""
+    log = redis_admin(host, "ACL", "LOG").splitlines()
+    refused = [log[i + 1] for i, line in enumerate(log[:-1]) if line == "username"]
+    assert "channels" not in refused, redis_admin(host, "ACL", "LOG")

@@ -9,13 +9,11 @@ and that no configuration file changed. The stack must still serve afterwards.
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import APP, CERT
-from stack_testing import ENSURE_TASK, playbook_env
+from stack_testing import ENSURE_TASK, run_playbook
 
 REPO = Path(__file__).resolve().parents[3]
 WATCHED = [
@@ -122,28 +120,10 @@ def checksums(host) -> str:
     return host.check_output("sha256sum " + " ".join(WATCHED))
 
 
-def run_site(extra_vars: dict) -> subprocess.CompletedProcess[str]:
-    env = playbook_env(
-        # One line per result: messages are not wrapped.
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-        ANSIBLE_CALLBACK_FORMAT_PRETTY="0",
-    )
-    inventory = Path(env["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
-    return subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(inventory),
-            str(REPO / "playbooks" / "site.yml"),
-            "-e",
-            json.dumps(extra_vars),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def run_site(extra_vars: dict):
+    # One line per result: messages are not wrapped.
+    env = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_CALLBACK_FORMAT_PRETTY": "0"}
+    return run_playbook("site", extra_vars=extra_vars, env=env, timeout=300)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 # Shared with the other single-host scenarios (molecule/resources/tests/stack_testing.py);
 # listed in __all__ so that pytest registers the fixtures and tests import the helpers.
-from stack_testing import container, http_port, playbook_env
+from stack_testing import PlaybookRun, container, http_port, run_playbook
 
 __all__ = ["container", "http_port"]
 
@@ -22,32 +18,12 @@ REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "apps" / "chatdemo"
 
 
-@dataclass
-class PlaybookRun:
-    rc: int
-    output: str
-    seconds: float
-
-    @property
-    def recap(self) -> str:
-        lines = self.output.splitlines()
-        start = max(i for i, line in enumerate(lines) if "PLAY RECAP" in line)
-        return "\n".join(lines[start : start + 3])
-
-
 @pytest.fixture(scope="module")
 def playbook() -> Callable[..., PlaybookRun]:
     """Run playbooks/<name>.yml against the molecule host, as an operator would."""
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    env = playbook_env()
 
     def run(name: str, **extra_vars: str) -> PlaybookRun:
-        argv = ["ansible-playbook", "-i", str(inventory), str(REPO / "playbooks" / f"{name}.yml")]
-        for key, value in extra_vars.items():
-            argv += ["-e", f"{key}={value}"]
-        start = time.monotonic()
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=REPO)
-        result = PlaybookRun(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start)
+        result = run_playbook(name, extra_vars=extra_vars or None)
         print(f"\n{name}.yml {extra_vars} -> rc={result.rc} in {result.seconds:.1f} s")
         return result
 

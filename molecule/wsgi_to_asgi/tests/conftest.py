@@ -6,10 +6,6 @@ The shared fixtures (``site``, ``http_port``, ...) come from
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -17,7 +13,16 @@ from dataclasses import dataclass, field
 
 # Shared with the other single-host scenarios (molecule/resources/tests/stack_testing.py);
 # listed in __all__ so that pytest registers the fixtures and tests import the helpers.
-from stack_testing import REPO, Site, container, http_port, playbook_env, redis_admin, site
+from stack_testing import (
+    REPO,
+    PlaybookRun,
+    Site,
+    container,
+    http_port,
+    redis_admin,
+    run_playbook,
+    site,
+)
 
 __all__ = ["REPO", "Site", "container", "http_port", "redis_admin", "site"]
 
@@ -29,35 +34,18 @@ CHATDEMO = {
 }
 
 
-def converge(**extra_vars: object) -> subprocess.CompletedProcess[str]:
+def converge(**extra_vars: object) -> PlaybookRun:
     """Run playbooks/site.yml against the scenario's host, as a user re-running it would."""
     # The controller packs the local source under TMPDIR; a directory of this checkout's
     # own keeps concurrent runs from other checkouts of the repository from sharing it.
     tmpdir = REPO / ".cache" / "tmp"
     tmpdir.mkdir(parents=True, exist_ok=True)
-    env = playbook_env(TMPDIR=str(tmpdir))
-    playbook = shutil.which("ansible-playbook") or "ansible-playbook"
-    return subprocess.run(
-        [
-            playbook,
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            str(REPO / "playbooks" / "site.yml"),
-            "-e",
-            json.dumps(extra_vars),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return run_playbook("site", extra_vars=extra_vars, env={"TMPDIR": str(tmpdir)})
 
 
-def recap(result: subprocess.CompletedProcess[str]) -> str:
+def recap(result: PlaybookRun) -> str:
     """The PLAY RECAP and what precedes a failure, for assertion messages."""
-    return result.stdout[-4000:] + result.stderr[-2000:]
+    return result.output[-6000:]
 
 
 @dataclass
