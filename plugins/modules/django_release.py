@@ -66,6 +66,11 @@ options:
   restart:
     type: bool
     default: false
+    description: activate, restart the service even without a switch (new settings or units).
+  recheck:
+    type: bool
+    default: false
+    description: prepare, check the served release again (its settings changed).
   keep:
     type: int
     default: 5
@@ -352,16 +357,24 @@ class Host:
         cwd: Path | None = None,
         timeout: float = 3600,
     ) -> tuple[int, str]:
-        proc = subprocess.run(
-            argv,
-            env=env,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        try:
+            proc = subprocess.run(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as expired:
+            out = (
+                expired.stdout.decode()
+                if isinstance(expired.stdout, bytes)
+                else expired.stdout or ""
+            )
+            return 124, f"{out}\n{argv[0]} did not finish within {timeout:g} s"
         return proc.returncode, proc.stdout
 
     def service_state(self, service: str) -> dict[str, str]:
@@ -435,11 +448,13 @@ class Releases:
     def __init__(self, app: dict, host: Host) -> None:
         self.app = app
         self.host = host
-        self.home = Path(app["home"])
-        self.releases = Path(app["releases_dir"])
-        self.venvs = Path(app["venvs_dir"])
+        # Directories as the kernel resolves them, so that paths compared with the
+        # targets of links (a home under a linked /srv, say) compare equal.
+        self.home = Path(os.path.realpath(app["home"]))
+        self.releases = Path(os.path.realpath(app["releases_dir"]))
+        self.venvs = Path(os.path.realpath(app["venvs_dir"]))
         self.current = Path(app["current"])
-        self.static_root = Path(app["static_root"])
+        self.static_root = Path(os.path.realpath(app["static_root"]))
         self.steps: list[str] = []
 
     # -- running things as the app --
@@ -464,7 +479,8 @@ class Releases:
         return self.host.run(argv, env=self.app_env(release_dir), cwd=release_dir, timeout=timeout)
 
     def manage(self, release_dir: Path, *args: str) -> str:
-        rc, out = self.as_app(release_dir, ["-m", "django", *args])
+        # Migrations may take long on a big database; a day is a bound, not a budget.
+        rc, out = self.as_app(release_dir, ["-m", "django", *args], timeout=86400)
         if rc != 0:
             raise ReleaseError(
                 f"manage.py {' '.join(args)} failed in release {release_dir.name}: "
@@ -484,7 +500,9 @@ class Releases:
         partial = self.releases / (name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(mode=0o755, parents=True)
-        rc, out = self.host.run(["tar", "-xf", str(archive), "-C", str(partial)])
+        # Files get the time they were unpacked (-m): collectstatic copies what is
+        # newer than its copy, and the archive's times are all 1970.
+        rc, out = self.host.run(["tar", "-xmf", str(archive), "-C", str(partial)])
         if rc != 0:
             raise ReleaseError(f"unpacking {archive} failed: {_last_lines(out)}")
         os.replace(partial, release_dir)
@@ -689,7 +707,14 @@ class Releases:
             )
 
     def prepare(
-        self, archive: Path, name: str, version: str, deps: dict, migrate: bool, collectstatic: bool
+        self,
+        archive: Path,
+        name: str,
+        version: str,
+        deps: dict,
+        migrate: bool,
+        collectstatic: bool,
+        recheck: bool = False,
     ) -> dict:
         previous = serving(self.current)
         release_dir = self.unpack(archive, name)
@@ -716,7 +741,7 @@ class Releases:
             if pending:
                 self.steps.append(f"check, migrate and collect the static files of release {name}")
             return {"release": name, "previous": previous, "pending": pending, "venv": str(venv)}
-        if pending:
+        if pending or recheck:
             try:
                 self.check_app(release_dir)
             except ReleaseError as failure:
@@ -780,7 +805,12 @@ class Releases:
             self.host.systemctl(verb, self.app["service"])
             self.wait_healthy(name, health, started)
         except ReleaseError as failure:
-            if not switch or not previous:
+            if not switch:
+                raise ReleaseError(
+                    f"release {name} failed after the {verb} with its new settings or units: "
+                    f"{failure}"
+                ) from None
+            if not previous:
                 raise ReleaseError(
                     f"release {name} failed after the {verb}: {failure}. "
                     "There was no previous release to go back to."
@@ -883,6 +913,8 @@ class Releases:
             if not self.host.check_mode:
                 write_atomically(self.home / HISTORY, "\n".join(history) + "\n")
             self.steps.append(f"history: {' '.join(history)}")
+        if rollback:
+            return  # the releases rolled back from stay until a later deploy prunes them
         for line in prune(
             self.releases, self.venvs, self.static_root, history, name, keep, self.host.check_mode
         ):
@@ -1025,6 +1057,7 @@ def main() -> None:
             "migrate": {"type": "bool", "default": False},
             "collectstatic": {"type": "bool", "default": True},
             "restart": {"type": "bool", "default": False},
+            "recheck": {"type": "bool", "default": False},
             "keep": {"type": "int", "default": 5},
             "health": {"type": "dict", "default": {}},
             "to": {"type": "str", "default": ""},
@@ -1061,6 +1094,7 @@ def main() -> None:
                 deps,
                 p["migrate"],
                 p["collectstatic"],
+                p["recheck"],
             )
         elif p["command"] == "activate":
             result = releases.activate(

@@ -491,3 +491,22 @@ def test_a_change_of_serving_mode_checks_the_served_release_again(root, was, pen
 
     assert result["pending"] is pending
     assert any("check_app.py" in call for call in host.calls) is pending
+
+
+def test_pruning_keeps_the_virtualenv_in_use_when_the_home_is_reached_through_a_link(tmp_path):
+    real = tmp_path / "data"
+    (real / "releases").mkdir(parents=True)
+    (real / "static").mkdir()
+    (tmp_path / "srv").symlink_to(real)
+    root = tmp_path / "srv"
+    make_release(root, "r1", venv="v1")
+    release.point_link(root / "current", root / "releases" / "r1")
+    (root / "release-history").write_text("r1\n")
+    host = FakeHost([OK])
+    serving_app(host, root)
+
+    releases = release.Releases(app_contract(root), host)
+    releases.record("r1", 5)
+
+    assert (real / "venvs" / "v1").is_dir(), releases.steps
+    assert releases.steps == []

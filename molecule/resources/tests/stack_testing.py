@@ -97,6 +97,17 @@ class PlaybookRun:
         return totals
 
 
+def changed_tasks(output: str) -> list[str]:
+    """The tasks an ansible-playbook output reports changed (on any host), in order."""
+    changed, task = [], ""
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed:") and (not changed or changed[-1] != task):
+            changed.append(task)
+    return changed
+
+
 def run_playbook(
     name: str,
     *extra: str,

@@ -15,22 +15,11 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from stack_testing import REPO, playbook_env
+from stack_testing import REPO, changed_tasks, playbook_env
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-
-
-def changed_tasks(output: str) -> list[str]:
-    """The tasks an ansible-playbook output reports changed."""
-    changed, task = [], ""
-    for line in output.splitlines():
-        if line.startswith("TASK ["):
-            task = line
-        elif line.startswith("changed:"):
-            changed.append(task)
-    return changed
 
 
 def test_the_collection_installs_and_converges_this_host_with_nothing_to_change(tmp_path):
