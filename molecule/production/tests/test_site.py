@@ -73,5 +73,5 @@ def test_the_app_goes_by_the_users_name_and_nothing_by_another(host):
             f"{other}.*",
         ).stdout.split()
         assert leftovers == [], leftovers
-        units = host.check_output("systemctl list-unit-files --no-legend %s", f"{other}.*")
-        assert units == "", units
+        units = host.run("systemctl list-unit-files --no-legend %s", f"{other}.*").stdout
+        assert units.strip() == "", units
