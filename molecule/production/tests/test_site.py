@@ -67,11 +67,11 @@ def test_the_app_goes_by_the_users_name_and_nothing_by_another(host):
     assert APP == "mychat"
     assert host.service(f"{APP}.service").is_running
     for other in ("channels-app", "chat"):
-        leftovers = host.run(
-            "find /etc /srv /var/lib /run /usr/local -name %s -o -name %s",
-            other,
-            f"{other}.*",
-        ).stdout.split()
-        assert leftovers == [], leftovers
+        for path in (f"/etc/{other}", f"/srv/{other}", f"/var/lib/{other}", f"/run/{other}"):
+            assert not host.file(path).exists, path
+        assert not host.file(f"/usr/local/bin/{other}-manage").exists
+        assert not host.file(f"/etc/nginx/sites-enabled/{other}.conf").exists
         units = host.run("systemctl list-unit-files --no-legend %s", f"{other}.*").stdout
         assert units.strip() == "", units
+    leftovers = host.run("find /etc /srv /var/lib /run /usr/local -name '*channels-app*'").stdout
+    assert leftovers.split() == [], leftovers
