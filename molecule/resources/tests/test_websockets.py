@@ -95,12 +95,25 @@ def test_group_members_are_removed_when_clients_leave(host, site):
     assert int(redis_admin(host, "ZCARD", key)) == 0
 
 
-def test_foreign_origin_is_refused(site):
+def foreign_origin(site, kind: str) -> str:
+    other_scheme = "http" if site.scheme == "https" else "https"
+    return {
+        "another-host": f"{site.scheme}://evil.example",
+        "the-other-scheme": f"{other_scheme}://{site.host}",
+        "another-port": f"{site.scheme}://{site.host}:1234",
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["another-host", "the-other-scheme", "another-port"])
+def test_foreign_origin_is_refused(site, kind):
+    """Only the site's own origin (scheme, host and default port) may open a websocket."""
+    origin = foreign_origin(site, kind)
+
     async def scenario():
         with pytest.raises(InvalidStatus) as refused:
-            async with site.ws("/ws/echo/", origin="http://evil.example"):
+            async with site.ws("/ws/echo/", origin=origin):
                 pass
-        assert refused.value.response.status_code == 403
+        assert refused.value.response.status_code == 403, origin
 
     run(scenario())
 

@@ -138,7 +138,8 @@ def test_channels_mode_echoes_and_broadcasts_through_nginx_across_workers(host, 
 
     shared_tests.test_echo_through_nginx(site)
     shared_tests.test_broadcast_reaches_every_client_in_the_room_across_workers(host, site)
-    shared_tests.test_foreign_origin_is_refused(site)
+    for kind in ("another-host", "the-other-scheme", "another-port"):
+        shared_tests.test_foreign_origin_is_refused(site, kind)
 
 
 def test_switch_back_to_wsgi_drops_no_request_and_leaves_nothing_unneeded_running(host, site):
