@@ -68,6 +68,10 @@ demo-tls: venv ## The demo over https with a self-signed certificate, on port 84
 bench: venv $(VENV)/.bench-installed ## Converge a stack, measure it, write docs/benchmarks.md (root; not a test)
 	@scripts/bench.sh
 
+.PHONY: bench-converge
+bench-converge: venv ## Time site.yml and deploy.yml over SSH as a sudo user (BENCH_MITOGEN=1: also with Mitogen)
+	@bench/converge.sh
+
 $(VENV)/.bench-installed: bench/requirements.txt
 	$(VENV)/bin/pip install --quiet -r bench/requirements.txt
 	touch $@

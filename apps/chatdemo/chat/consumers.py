@@ -152,21 +152,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             await self.send_error("message not stored, send it again")
             return
+        # Encoded once here, not once per recipient: the event carries the frame's text.
+        frame = json.dumps({"message": message, "room": self.room, "sent_at": iso_utc(now)})
         await self.channel_layer.group_send(
-            self.group_name,
-            {
-                "type": "chat.message",
-                "message": message,
-                "room": self.room,
-                "sent_at": iso_utc(now),
-            },
+            self.group_name, {"type": "chat.message", "frame": frame}
         )
 
     async def chat_message(self, event):
-        # The event was validated and stamped by the sender: forward it as it is.
-        await self.queue(
-            {"message": event["message"], "room": event["room"], "sent_at": event["sent_at"]}
-        )
+        # The event was validated, stamped and encoded by the sender: forward it as it is.
+        frame = event.get("frame")
+        if frame is None:  # from an older release of this app, which sent the fields
+            frame = json.dumps(
+                {"message": event["message"], "room": event["room"], "sent_at": event["sent_at"]}
+            )
+        await self.queue_text(frame)
 
     async def over_limit(self) -> None:
         """A frame over the rate limit: an error frame, or a close once FLOOD_LIMIT in a row."""
@@ -186,11 +185,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.queue({"error": reason})
 
     async def queue(self, frame: dict[str, object]) -> None:
+        await self.queue_text(json.dumps(frame))
+
+    async def queue_text(self, frame: str) -> None:
         """Put a frame in the outbox; when it is full, close the client as too slow."""
         if self.closed:
             return
         try:
-            self.outbox.put_nowait(json.dumps(frame))
+            self.outbox.put_nowait(frame)
         except asyncio.QueueFull:
             logger.warning(
                 "chat: room %s: client too slow, %d frames waiting: closing with %d",

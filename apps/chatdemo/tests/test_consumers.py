@@ -34,6 +34,46 @@ async def test_chat_message_is_broadcast_to_everyone_in_the_room(ws):
     assert await bob.receive_nothing(timeout=SETTLE)
 
 
+async def test_a_broadcast_is_encoded_once_and_every_member_gets_the_same_text(ws, monkeypatch):
+    from chat import consumers
+
+    encoded = []
+    real_dumps = json.dumps
+
+    def counting_dumps(value, *args, **kwargs):
+        text = real_dumps(value, *args, **kwargs)
+        if isinstance(value, dict) and "sent_at" in value and not value.get("history"):
+            encoded.append(text)
+        return text
+
+    members = [(await ws("/ws/chat/once/"))[1] for _ in range(3)]
+    monkeypatch.setattr(consumers.json, "dumps", counting_dumps)
+
+    await members[0].send_json_to({"message": "one encoding"})
+
+    texts = {await member.receive_from(timeout=1) for member in members}
+    assert texts == set(encoded)
+    assert len(encoded) == 1
+
+
+async def test_an_event_with_the_fields_of_an_older_release_is_still_delivered(ws):
+    _, alice = await ws("/ws/chat/mixed/")
+    sent_at = "2025-01-31T12:34:56.789Z"
+
+    await get_channel_layer().group_send(
+        "chat.mixed",
+        {
+            "type": "chat.message",
+            "message": "from an older worker",
+            "room": "mixed",
+            "sent_at": sent_at,
+        },
+    )
+
+    received = await alice.receive_json_from(timeout=1)
+    assert received == {"message": "from an older worker", "room": "mixed", "sent_at": sent_at}
+
+
 async def test_rooms_are_isolated(ws):
     _, alice = await ws("/ws/chat/lobby/")
     _, bob = await ws("/ws/chat/lobby/")
