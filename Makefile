@@ -72,6 +72,10 @@ bench: venv $(VENV)/.bench-installed ## Converge a stack, measure it, write docs
 bench-converge: venv ## Time site.yml and deploy.yml over SSH as a sudo user (BENCH_MITOGEN=1: also with Mitogen)
 	@bench/converge.sh
 
+.PHONY: bench-steps
+bench-steps: venv $(VENV)/.bench-installed ## Measure each fan-out and memory change on the default profile, one step at a time
+	@bench/steps.sh
+
 $(VENV)/.bench-installed: bench/requirements.txt
 	$(VENV)/bin/pip install --quiet -r bench/requirements.txt
 	touch $@

@@ -82,4 +82,4 @@ if [ "${BENCH_MITOGEN:-0}" = 1 ]; then
   echo "==> the same with Mitogen ($strategies)"
   ANSIBLE_STRATEGY_PLUGINS=$strategies ANSIBLE_STRATEGY=mitogen_linear series "mitogen-"
 fi
-echo "==> $out"
+python -m bench.converge_report "$out"

@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+MARKER = "<!-- make bench -->"
 LAYERS = {
     "core": "RedisChannelLayer",
     "core-deflate": "RedisChannelLayer, deflate on",
@@ -360,8 +361,13 @@ def main(argv: list[str]) -> int:
     img_dir.mkdir(parents=True, exist_ok=True)
     rel = Path("img")
     machine = r.get("machine", {})
+    # What stands before the marker (the default profile's sections, kept by
+    # bench/steps_report.py and bench/converge_report.py) stays as it is.
+    kept = doc_path.read_text().partition(MARKER) if doc_path.exists() else ("", "", "")
     out = [
-        "# Benchmarks",
+        *([kept[0].rstrip(), "", MARKER] if kept[1] else ["# Benchmarks", "", MARKER]),
+        "",
+        "## The tuned profile (`make bench`)",
         "",
         "Measured by `make bench` (`scripts/bench.sh`, `bench/`): a demo stack in a systemd",
         "container converged with `playbooks/site.yml` and `bench/vars.yml`, then an asyncio",
@@ -375,7 +381,7 @@ def main(argv: list[str]) -> int:
         f"jobs (load average at start {machine.get('load_average_at_start', '?')}), where every",
         "process may open 20,000 files at most. Raw figures: `bench/results/latest.json`.",
         "",
-        "## Targets",
+        "### Targets",
         "",
         *section_summary(r),
     ]
@@ -383,7 +389,7 @@ def main(argv: list[str]) -> int:
         chart_scale(r["scale"], img_dir / "bench-scaling.png")
         out += [
             "",
-            "## Idle websockets held, and the scaling curve",
+            "### Idle websockets held, and the scaling curve",
             "",
             "Sockets on `/ws/echo/`, opened in steps through nginx and held; at each step",
             "memory is read (resident memory of every process of the service, minus the",
@@ -400,7 +406,7 @@ def main(argv: list[str]) -> int:
         chart_echo(r["echo"], img_dir / "bench-echo.png")
         out += [
             "",
-            "## Echo through nginx against straight to the app",
+            "### Echo through nginx against straight to the app",
             "",
             f"{r['echo']['sockets']} sockets each send a {r['echo']['payload_bytes']}-byte frame",
             "and wait for it back, in alternating rounds through nginx and straight to the",
@@ -414,7 +420,7 @@ def main(argv: list[str]) -> int:
         chart_fanout(r["fanout"], img_dir / "bench-fanout.png")
         out += [
             "",
-            "## Broadcast fan-out",
+            "### Broadcast fan-out",
             "",
             "A sender posts a numbered, time-stamped chat message every 200 ms to a room of",
             "`/ws/chat/<room>/` clients opened 16 at a time through nginx (so they spread over",
@@ -429,7 +435,7 @@ def main(argv: list[str]) -> int:
     if "deflate" in r:
         out += [
             "",
-            "## Per-message deflate: memory against bandwidth",
+            "### Per-message deflate: memory against bandwidth",
             "",
             f"{fmt(r['deflate']['sockets'])} idle echo sockets with the app offering deflate",
             "(`gunicorn_ws_per_message_deflate: true`), clients offering it or not; then",
@@ -440,7 +446,7 @@ def main(argv: list[str]) -> int:
     if "burst" in r:
         out += [
             "",
-            "## Burst of connections",
+            "### Burst of connections",
             "",
             "2,000 chat clients in one room connect at once, then all close; Redis's",
             "`asgi:group:*` sets are read with `redis-cli` in the container.",
@@ -450,7 +456,7 @@ def main(argv: list[str]) -> int:
     if "converge" in r:
         out += [
             "",
-            "## Converge",
+            "### Converge",
             "",
             "Wall time of `ansible-playbook` against the container through the Docker API;",
             "tasks are the recap's ok + skipped + failed.",

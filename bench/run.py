@@ -418,6 +418,74 @@ class Bench:
             time.sleep(1)
         return left
 
+    def cost(self) -> dict[str, Any]:
+        """Server CPU per delivery, from a fan-out the stack keeps up with (a message a second)."""
+        clients = Clients(2)
+        try:
+            result = self.fanout_room(clients, 1000, self.args.cost_messages, 1.0)
+        finally:
+            clients.stop()
+        result["server_us_per_delivery"] = round(
+            sum(result[f"{name}_us_per_delivery"] for name in ("app", "nginx", "redis")), 1
+        )
+        print(
+            f"cost: {result['server_us_per_delivery']} us of server CPU per delivery (app "
+            f"{result['app_us_per_delivery']}, nginx {result['nginx_us_per_delivery']}, redis "
+            f"{result['redis_us_per_delivery']}); p50 {result['p50_ms']} ms, "
+            f"missed {result['missed']}"
+        )
+        return result
+
+    # --- Phase: idle chat sockets ---------------------------------------------------------
+
+    def idle(self) -> dict[str, Any]:
+        """Memory per idle chat socket: each in a room, so each with a layer channel and a group."""
+        count, rooms = self.args.idle_sockets, 10
+        clients = Clients(max(2, math.ceil(count / SOCKETS_PER_PROCESS)))
+        try:
+            time.sleep(2)
+            before = self.stack.memory()
+            failures: dict[str, int] = {}
+            opened = 0
+            for index in range(rooms):
+                share = count // rooms + (index < count % rooms)
+                result = clients.open(
+                    share,
+                    f"/ws/chat/idle-{index}-{uuid.uuid4().hex[:6]}/",
+                    "idle",
+                    self.nginx,
+                    200,
+                    chat=True,
+                )
+                opened += result["opened"]
+                for reason, n in result["failures"].items():
+                    failures[reason] = failures.get(reason, 0) + n
+            time.sleep(5)  # history frames sent, buffers settled
+            after = self.stack.memory()
+            members = (
+                sum(self.stack.group_members().values())
+                if "pubsub" not in self.args.layer
+                else None
+            )
+            clients.all("close", tag="idle", concurrency=1000)
+        finally:
+            clients.stop()
+        result = {
+            "sockets": count,
+            "opened": opened,
+            "failures": failures,
+            "app_kib_per_socket": round(
+                (after["channels-app"] - before["channels-app"]) / max(opened, 1), 1
+            ),
+            "nginx_kib_per_socket": round((after["nginx"] - before["nginx"]) / max(opened, 1), 1),
+            "redis_kib_per_socket": round(
+                (after["redis-server"] - before["redis-server"]) / max(opened, 1), 1
+            ),
+            "group_members": members,
+        }
+        print(f"idle: {result}")
+        return result
+
     def fanout(self) -> dict[str, Any]:
         clients = Clients(2)
         try:
@@ -527,9 +595,11 @@ def main() -> int:
     parser.add_argument("--echo-seconds", type=float, default=10)
     parser.add_argument("--echo-rounds", type=int, default=3, help="nginx/direct alternations")
     parser.add_argument("--fanout-messages", type=int, default=150)
+    parser.add_argument("--cost-messages", type=int, default=30, help="one a second")
+    parser.add_argument("--idle-sockets", type=int, default=5000)
     parser.add_argument(
         "--room-sizes",
-        type=lambda s: [int(x) for x in s.split(",")],
+        type=lambda s: [int(x) for x in s.split(",") if x],
         default=[1250, 1500, 2000, 3000, 5000],
     )
     args = parser.parse_args()
@@ -549,7 +619,7 @@ def main() -> int:
         started = time.monotonic()
         figures = getattr(bench, phase)()
         figures["phase_seconds"] = round(time.monotonic() - started, 1)
-        if phase in ("fanout", "burst"):
+        if phase in ("fanout", "burst", "cost", "idle"):
             results.setdefault(phase, {})[args.layer] = figures
         else:
             results[phase] = figures

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# `make bench-steps`: what one delivery costs on the default settings, and
+# what each change to them buys. One systemd container converged with the
+# demo inventory and nothing else (what `make demo` and a first deploy give);
+# then each step below is converged on top of the one before it and measured
+# in the same run, from inside the container's network namespace:
+#
+#   cost   server CPU per delivery (app, nginx, Redis) in a fan-out the stack
+#          keeps up with: 1,000 clients in one room, one message a second
+#   fanout 1,000 clients, one message every 200 ms: p50, p99, missed; then
+#          rooms of BENCH_ROOM_SIZES while p99 stays within 100 ms
+#   idle   memory per idle chat socket (each in a room) in app and nginx
+#
+# Results: bench/results/steps.json (one entry per step, in order) and the
+# table printed at the end (python -m bench.steps_report).
+#
+#   BENCH_BEFORE_REV   git revision whose apps/chatdemo is the first step's
+#                      app (default: the last one whose consumer encoded each
+#                      broadcast once per recipient)
+#   BENCH_STEPS        the steps to run, comma separated (default: all)
+#   BENCH_ROOM_SIZES   default 2000,3000,4000,5000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+name=${BENCH_CONTAINER:-channels-stack-steps}
+image=${CHANNELS_STACK_IMAGE_12:-channels-stack/debian-systemd:12}
+before_rev=${BENCH_BEFORE_REV:-776e313}
+rooms=${BENCH_ROOM_SIZES:-2000,3000,4000,5000}
+out=bench/results/steps.json
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+if [ "$(id -u)" != 0 ]; then
+  echo "make bench-steps runs the client in the container's network namespace (nsenter): run it as root" >&2
+  exit 1
+fi
+
+mkdir -p "$work/before" bench/results
+git archive "$before_rev" apps/chatdemo | tar -x -C "$work/before"
+rm -f "$out"
+
+# step LABEL DESCRIPTION EXTRA-VARS-JSON: converge site.yml with the extra
+# variables (the bench client's origin always), then measure.
+step() {
+  local label=$1 description=$2 vars=$3 log=$work/converge.log
+  if [ -n "${BENCH_STEPS:-}" ] && [[ ",$BENCH_STEPS," != *",$label,"* ]]; then
+    return 0
+  fi
+  echo "==> $label: $description"
+  printf '%s' "$vars" | python -c '
+import json, sys
+extra = json.load(sys.stdin)
+extra.setdefault("django_app_websocket_origins", ["http://localhost"])
+json.dump(extra, open(sys.argv[1], "w"))' "$work/vars.json"
+  ANSIBLE_STDOUT_CALLBACK=ansible.builtin.default ansible-playbook -i inventories/demo/hosts.yml \
+    -e "ansible_host=$name" -e "@$work/vars.json" playbooks/site.yml >"$log" 2>&1 || {
+    tail -n 40 "$log" >&2
+    exit 1
+  }
+  nsenter -t "$pid" -n "$(command -v python)" -m bench.run --container "$name" --pid "$pid" \
+    --out "$work/run.json" --layer "$label" --phases cost,fanout,idle --fanout-messages 100 \
+    --room-sizes "$rooms"
+  python - "$work/run.json" "$out" "$label" "$description" "$vars" <<'EOF'
+import json, sys
+from pathlib import Path
+run, out, label, description, extra = sys.argv[1:6]
+figures = json.loads(Path(run).read_text())
+steps = json.loads(Path(out).read_text()) if Path(out).exists() else {"steps": []}
+steps["machine"] = figures["machine"]
+steps["steps"].append({
+    "label": label,
+    "description": description,
+    "vars": json.loads(extra),
+    **{phase: figures[phase][label] for phase in ("cost", "fanout", "idle")},
+})
+Path(out).write_text(json.dumps(steps, indent=1) + "\n")
+EOF
+}
+
+scripts/ensure-docker.sh
+scripts/build-image.sh 12 "$image"
+docker rm -f "$name" >/dev/null 2>&1 || true
+scripts/systemd-container.sh "$name" 12 "127.0.0.1::80"
+pid=$(docker inspect -f '{{.State.Pid}}' "$name")
+
+sansio='"gunicorn_ws_protocol": "websockets-sansio"'
+pubsub='"django_app_channel_layer_backend": "channels_redis.pubsub.RedisPubSubChannelLayer"'
+step before "the defaults, the app encoding each broadcast once per recipient" \
+  "{\"django_app_local_path\": \"$work/before/apps/chatdemo\", $sansio}"
+step encode-once "the defaults: the app encodes a broadcast once" "{$sansio}"
+step ws-legacy "uvicorn's older websockets protocol class" '{"gunicorn_ws_protocol": "websockets"}'
+step pubsub "RedisPubSubChannelLayer: a group message once per worker" "{$sansio, $pubsub}"
+step pubsub-1-worker "RedisPubSubChannelLayer, one worker" "{$sansio, $pubsub, \"gunicorn_workers\": 1}"
+step pubsub-4-workers "RedisPubSubChannelLayer, four workers" "{$sansio, $pubsub, \"gunicorn_workers\": 4}"
+docker rm -f "$name" >/dev/null
+python -m bench.steps_report "$out"
