@@ -42,8 +42,11 @@ all:
     server:
       ansible_host: $(cat "$work/address")
       ansible_user: deploy
+      ansible_become: true
       ansible_ssh_private_key_file: $work/id_ed25519
       ansible_ssh_common_args: -o UserKnownHostsFile=$work/known_hosts
+  vars:
+    python_pip_ca_bundle: ${CHANNELS_STACK_PIP_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   children:
     redis_servers: {hosts: {server: {}}}
     app_servers: {hosts: {server: {}}}

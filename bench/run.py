@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import asdict
 from multiprocessing.connection import Connection
@@ -33,7 +34,9 @@ from bench.client import ORIGIN, Target, bench_message, worker_main
 from bench.stack import Stack
 
 SOCKETS_PER_PROCESS = 10_000  # well below the 20,000 files a process may open here
-SOURCES = [f"127.0.0.{n}" for n in range(2, 10)]
+# Forty source addresses: the defaults hold 256 websockets per client address
+# (nginx_websocket_connections_per_address), so 10,240 in all.
+SOURCES = [f"127.0.1.{n}" for n in range(2, 42)]
 SCALE_LEVELS = [1_000, 5_000, 10_000, 20_000, 50_000]
 APP_SOCKET = "/run/channels-app/gunicorn.sock"
 # What a chat client sends and gets back: a short sentence in the app's JSON.
@@ -151,6 +154,23 @@ class Bench:
         self.direct = Target(kind="unix", path=f"/proc/{args.pid}/root{APP_SOCKET}")
         for source in SOURCES:  # the loopback /8 answers every address; check one anyway
             assert source.startswith("127.")
+
+    def wait_healthy(self, seconds: float = 60) -> None:
+        """Until nginx answers /healthz with 200 through to the app."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                request = urllib.request.Request(
+                    "http://127.0.0.1/healthz", headers={"Host": "localhost"}
+                )
+                with urllib.request.urlopen(request, timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"/healthz not 200 within {seconds} s")
+            time.sleep(0.5)
 
     def cpu_during(self, before: dict[str, float], seconds: float) -> dict[str, float]:
         after = self.stack.cpu()
@@ -373,17 +393,20 @@ class Bench:
                 first[seq] = min(first.get(seq, x), x)
             for seq, x in r["last_ms"].items():
                 last[seq] = max(last.get(seq, x), x)
+        cpu_after = self.stack.cpu()
         server = self.cpu_during(cpu_before, seconds)
         usage = clients.usage(collected)
-        per_second = len(latencies) / seconds
+        # From the CPU seconds themselves, not the rounded cores: at a message a
+        # second nginx and Redis use a few hundredths of a core.
+        used = {
+            "app": cpu_after["channels-app"] - cpu_before["channels-app"],
+            "nginx": cpu_after["nginx"] - cpu_before["nginx"],
+            "redis": cpu_after["redis-server"] - cpu_before["redis-server"],
+            "client": usage["client_cpu_cores"] * seconds,
+        }
         cost = {
-            f"{name}_us_per_delivery": round(cores * 1e6 / per_second if per_second else 0, 1)
-            for name, cores in (
-                ("app", server["channels-app_cpu_cores"]),
-                ("nginx", server["nginx_cpu_cores"]),
-                ("redis", server["redis-server_cpu_cores"]),
-                ("client", usage["client_cpu_cores"]),
-            )
+            f"{name}_us_per_delivery": round(cpu_s * 1e6 / len(latencies) if latencies else 0, 1)
+            for name, cpu_s in used.items()
         }
         result = {
             "room_size": size,
@@ -441,6 +464,10 @@ class Bench:
     def idle(self) -> dict[str, Any]:
         """Memory per idle chat socket: each in a room, so each with a layer channel and a group."""
         count, rooms = self.args.idle_sockets, 10
+        # From a fresh start: memory a process freed after earlier phases would
+        # otherwise be handed to these sockets and hide their cost.
+        self.stack.restart("channels-app.service", "nginx.service")
+        self.wait_healthy()
         clients = Clients(max(2, math.ceil(count / SOCKETS_PER_PROCESS)))
         try:
             time.sleep(2)

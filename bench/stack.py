@@ -104,6 +104,13 @@ class Stack:
     def sockets_per_worker(self, service: str = "channels-app") -> list[int]:
         return [self.socket_fds(p) for p in self.workers(service)]
 
+    def restart(self, *units: str) -> None:
+        """Restart systemd units in the container, so memory is measured from a fresh start."""
+        subprocess.run(
+            ["docker", "exec", self.container, "systemctl", "restart", *units],
+            check=True,
+        )
+
     def redis(self, *command: str) -> str:
         """A redis-cli command as Redis's default user (its password stays in the container)."""
         script = (

@@ -18,14 +18,14 @@
 #                      app (default: the last one whose consumer encoded each
 #                      broadcast once per recipient)
 #   BENCH_STEPS        the steps to run, comma separated (default: all)
-#   BENCH_ROOM_SIZES   default 2000,3000,4000,5000
+#   BENCH_ROOM_SIZES   default 2000,3000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 name=${BENCH_CONTAINER:-channels-stack-steps}
 image=${CHANNELS_STACK_IMAGE_12:-channels-stack/debian-systemd:12}
 before_rev=${BENCH_BEFORE_REV:-776e313}
-rooms=${BENCH_ROOM_SIZES:-2000,3000,4000,5000}
+rooms=${BENCH_ROOM_SIZES:-2000,3000}
 out=bench/results/steps.json
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -37,12 +37,16 @@ fi
 
 mkdir -p "$work/before" bench/results
 git archive "$before_rev" apps/chatdemo | tar -x -C "$work/before"
-rm -f "$out"
+# BENCH_PHASES=cost with BENCH_UPDATE=1 measures those phases again and keeps
+# the other figures of each step from the last run.
+phases=${BENCH_PHASES:-idle,cost,fanout}
+[ "${BENCH_UPDATE:-0}" = 1 ] || rm -f "$out"
 
-# step LABEL DESCRIPTION EXTRA-VARS-JSON: converge site.yml with the extra
-# variables (the bench client's origin always), then measure.
+# step LABEL AGAINST DESCRIPTION EXTRA-VARS-JSON: converge site.yml with the
+# extra variables (the bench client's origin always), then measure; the report
+# compares the step with the step labelled AGAINST.
 step() {
-  local label=$1 description=$2 vars=$3 log=$work/converge.log
+  local label=$1 against=$2 description=$3 vars=$4 log=$work/converge.log
   if [ -n "${BENCH_STEPS:-}" ] && [[ ",$BENCH_STEPS," != *",$label,"* ]]; then
     return 0
   fi
@@ -58,21 +62,21 @@ json.dump(extra, open(sys.argv[1], "w"))' "$work/vars.json"
     exit 1
   }
   nsenter -t "$pid" -n "$(command -v python)" -m bench.run --container "$name" --pid "$pid" \
-    --out "$work/run.json" --layer "$label" --phases cost,fanout,idle --fanout-messages 100 \
+    --out "$work/run.json" --layer "$label" --phases "$phases" --fanout-messages 100 \
     --room-sizes "$rooms"
-  python - "$work/run.json" "$out" "$label" "$description" "$vars" <<'EOF'
+  python - "$work/run.json" "$out" "$label" "$against" "$description" "$vars" <<'EOF'
 import json, sys
 from pathlib import Path
-run, out, label, description, extra = sys.argv[1:6]
+run, out, label, against, description, extra = sys.argv[1:7]
 figures = json.loads(Path(run).read_text())
 steps = json.loads(Path(out).read_text()) if Path(out).exists() else {"steps": []}
 steps["machine"] = figures["machine"]
-steps["steps"].append({
-    "label": label,
-    "description": description,
-    "vars": json.loads(extra),
-    **{phase: figures[phase][label] for phase in ("cost", "fanout", "idle")},
-})
+entry = next((s for s in steps["steps"] if s["label"] == label), None)
+if entry is None:
+    entry = {"label": label}
+    steps["steps"].append(entry)
+entry.update(against=against, description=description, vars=json.loads(extra))
+entry.update({phase: figures[phase][label] for phase in ("cost", "fanout", "idle") if phase in figures})
 Path(out).write_text(json.dumps(steps, indent=1) + "\n")
 EOF
 }
@@ -85,12 +89,13 @@ pid=$(docker inspect -f '{{.State.Pid}}' "$name")
 
 sansio='"gunicorn_ws_protocol": "websockets-sansio"'
 pubsub='"django_app_channel_layer_backend": "channels_redis.pubsub.RedisPubSubChannelLayer"'
-step before "the defaults, the app encoding each broadcast once per recipient" \
+step before "" "the defaults, the app encoding each broadcast once per recipient" \
   "{\"django_app_local_path\": \"$work/before/apps/chatdemo\", $sansio}"
-step encode-once "the defaults: the app encodes a broadcast once" "{$sansio}"
-step ws-legacy "uvicorn's older websockets protocol class" '{"gunicorn_ws_protocol": "websockets"}'
-step pubsub "RedisPubSubChannelLayer: a group message once per worker" "{$sansio, $pubsub}"
-step pubsub-1-worker "RedisPubSubChannelLayer, one worker" "{$sansio, $pubsub, \"gunicorn_workers\": 1}"
-step pubsub-4-workers "RedisPubSubChannelLayer, four workers" "{$sansio, $pubsub, \"gunicorn_workers\": 4}"
+step encode-once before "the defaults: the app encodes a broadcast once" "{$sansio}"
+step ws-legacy encode-once "uvicorn's older websockets protocol class" \
+  '{"gunicorn_ws_protocol": "websockets"}'
+step pubsub encode-once "RedisPubSubChannelLayer: a group message once per worker" "{$sansio, $pubsub}"
+step pubsub-1-worker pubsub "RedisPubSubChannelLayer, one worker" "{$sansio, $pubsub, \"gunicorn_workers\": 1}"
+step pubsub-4-workers pubsub "RedisPubSubChannelLayer, four workers" "{$sansio, $pubsub, \"gunicorn_workers\": 4}"
 docker rm -f "$name" >/dev/null
 python -m bench.steps_report "$out"

@@ -28,28 +28,31 @@ def table(data: dict[str, Any]) -> list[str]:
         f"Measured {machine.get('date', '?')} on {machine.get('cpus', '?')} CPUs "
         f"(load average at the start {machine.get('load_average_at_start', '?')}). Server CPU per "
         "delivery: CPU seconds of app, nginx and Redis over messages delivered, 1,000 clients in "
-        "one room, one message a second; the change is against the row above.",
+        "one room, one message a second; the change is against the step named in brackets.",
         "",
         "| step | server CPU per delivery (app / nginx / Redis) | 1,000 clients, a message "
         "every 200 ms: p50 / p99, missed | largest room with p99 ≤ 100 ms | idle chat socket: "
         "app / nginx |",
         "|---|---|---|---|---|",
     ]
-    previous: float | None = None
+    totals: dict[str, float] = {}
     for step in data["steps"]:
         cost, fanout, idle = step["cost"], step["fanout"], step["idle"]
         main = fanout["room_1000"]
         total = cost["server_us_per_delivery"]
+        against = step.get("against", "")
+        versus = f" [{against}]" if against in totals else ""
+        delta = change(total, totals.get(against))
         lines.append(
             f"| **{step['label']}**: {step['description']} "
-            f"| {fmt(total, ' µs')}{change(total, previous)} ({fmt(cost['app_us_per_delivery'])} / "
+            f"| {fmt(total, ' µs')}{delta}{versus} ({fmt(cost['app_us_per_delivery'])} / "
             f"{fmt(cost['nginx_us_per_delivery'])} / {fmt(cost['redis_us_per_delivery'])}) "
             f"| {fmt(main['p50_ms'], ' ms')} / {fmt(main['p99_ms'], ' ms')}, {fmt(main['missed'])} "
             f"| {fmt(fanout['largest_room_p99_100ms'])} "
             f"| {fmt(idle['app_kib_per_socket'], ' KiB')} / "
             f"{fmt(idle['nginx_kib_per_socket'], ' KiB')} |"
         )
-        previous = total
+        totals[step["label"]] = total
     return lines
 
 

@@ -13,7 +13,10 @@ name=${1:?name} debian=${2:?debian version} publish=${3:?publish}
 if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null || true)" != true ]; then
   docker rm -f "$name" >/dev/null 2>&1 || true
   platform=$(printf '{"name": "%s", "debian": %s, "published_ports": ["%s"]}' "$name" "$debian" "$publish")
-  ANSIBLE_STDOUT_CALLBACK=ansible.builtin.default ansible-playbook -i localhost, molecule/resources/create.yml \
+  # localhost runs the docker modules with the controller's own Python (the
+  # one with the Docker SDK), not whatever python3 interpreter discovery finds.
+  ANSIBLE_STDOUT_CALLBACK=ansible.builtin.default ansible-playbook -i localhost, -c local \
+    -e 'ansible_python_interpreter={{ ansible_playbook_python }}' molecule/resources/create.yml \
     -e "{\"molecule_yml\": {\"platforms\": [$platform]}}" >/dev/null
 fi
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: lint, the sample apps' tests, then every molecule scenario.
+# `make test`: lint, the sample apps' tests, `make demo`, then every molecule scenario.
 # Every stage runs even when an earlier one fails; the run fails if any did.
 # Ends with one line counting the tests that passed and failed.
 set -uo pipefail
@@ -45,6 +45,22 @@ stage lint make --no-print-directory lint
 stage unit-tests bash -c 'cd tests/unit && python -m pytest -q -p no:cacheprovider'
 stage app-tests bash -c 'cd apps/chatdemo && python -m pytest -q -p no:cacheprovider'
 stage app-tests-wsgisample bash -c 'cd apps/wsgisample && python -m pytest -q -p no:cacheprovider'
+# The README's first command as a user runs it, in a container of its own:
+# the stack converged and the smoke check's websockets through nginx, then,
+# as the README says, a second run that changes nothing; then removed.
+readme_demo() {
+  local out rc=0
+  export DEMO_CONTAINER=channels-stack-test-demo DEMO_PORT=${TEST_DEMO_PORT:-18081}
+  make --no-print-directory demo || rc=1
+  if [ "$rc" = 0 ]; then
+    out=$(make --no-print-directory demo 2>&1) || rc=1
+    echo "$out"
+    grep -q 'changed=0 (no changes)' <<<"$out" || { echo "the second make demo changed something" >&2; rc=1; }
+  fi
+  make --no-print-directory demo-destroy >/dev/null
+  return "$rc"
+}
+stage readme-demo readme_demo
 for s in $scenarios; do
   stage "molecule-$s" molecule test -s "$s"
 done
