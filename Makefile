@@ -51,7 +51,7 @@ test-app: venv ## The sample apps' own tests (chatdemo, wsgisample)
 	cd apps/chatdemo && python -m pytest -q
 	cd apps/wsgisample && python -m pytest -q
 
-test: venv images test-clients ## Lint and every test: the app's and every molecule scenario
+test: venv images test-clients ## Lint and every test: the apps', make demo and every molecule scenario
 	@scripts/test-all.sh
 
 scenario: venv images test-clients ## One molecule scenario: make scenario S=debian13
@@ -69,7 +69,7 @@ bench: venv $(VENV)/.bench-installed ## Converge a stack, measure it, write docs
 	@scripts/bench.sh
 
 .PHONY: bench-converge
-bench-converge: venv ## Time site.yml and deploy.yml over SSH as a sudo user (BENCH_MITOGEN=1: also with Mitogen)
+bench-converge: venv $(VENV)/.bench-installed ## Time site.yml and deploy.yml over SSH as a sudo user (BENCH_MITOGEN=1: also with Mitogen)
 	@bench/converge.sh
 
 .PHONY: bench-steps

@@ -125,7 +125,7 @@ class Stack:
         )
         return done.stdout
 
-    def group_members(self, prefix: str = "asgi") -> dict[str, int]:
-        """Members of every channel layer group zset left in Redis."""
-        keys = self.redis("--scan", "--pattern", f"{prefix}:group:*").split()
+    def group_members(self, prefix: str = "asgi", rooms: str = "*") -> dict[str, int]:
+        """Members of the channel layer's group zsets in Redis (groups matching rooms)."""
+        keys = self.redis("--scan", "--pattern", f"{prefix}:group:{rooms}").split()
         return {key: int(self.redis("ZCARD", key).strip() or 0) for key in keys}

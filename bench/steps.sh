@@ -28,7 +28,7 @@ before_rev=${BENCH_BEFORE_REV:-776e313}
 rooms=${BENCH_ROOM_SIZES:-2000,3000}
 out=bench/results/steps.json
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; docker rm -f "$name" >/dev/null 2>&1 || true' EXIT
 
 if [ "$(id -u)" != 0 ]; then
   echo "make bench-steps runs the client in the container's network namespace (nsenter): run it as root" >&2
@@ -76,7 +76,9 @@ if entry is None:
     entry = {"label": label}
     steps["steps"].append(entry)
 entry.update(against=against, description=description, vars=json.loads(extra))
-entry.update({phase: figures[phase][label] for phase in ("cost", "fanout", "idle") if phase in figures})
+phases = [p for p in ("cost", "fanout", "idle") if label in figures.get(p, {})]
+entry.update({phase: figures[phase][label] for phase in phases})
+entry.setdefault("measured", {}).update({phase: figures["machine"]["date"] for phase in phases})
 Path(out).write_text(json.dumps(steps, indent=1) + "\n")
 EOF
 }
@@ -97,5 +99,4 @@ step ws-legacy encode-once "uvicorn's older websockets protocol class" \
 step pubsub encode-once "RedisPubSubChannelLayer: a group message once per worker" "{$sansio, $pubsub}"
 step pubsub-1-worker pubsub "RedisPubSubChannelLayer, one worker" "{$sansio, $pubsub, \"gunicorn_workers\": 1}"
 step pubsub-4-workers pubsub "RedisPubSubChannelLayer, four workers" "{$sansio, $pubsub, \"gunicorn_workers\": 4}"
-docker rm -f "$name" >/dev/null
 python -m bench.steps_report "$out"

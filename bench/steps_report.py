@@ -22,11 +22,22 @@ def change(now: float | None, before: float | None) -> str:
     return f" ({(now - before) / before * 100:+.0f}%)"
 
 
+def measured(data: dict[str, Any]) -> str:
+    """When each phase was measured: update runs measure some phases again."""
+    dates: dict[str, list[str]] = {}
+    for step in data["steps"]:
+        for phase, date in step.get("measured", {}).items():
+            if date not in dates.setdefault(phase, []):
+                dates[phase].append(date)
+    if not dates:
+        return data.get("machine", {}).get("date", "?")
+    return "; ".join(f"{phase} {', '.join(when)}" for phase, when in sorted(dates.items()))
+
+
 def table(data: dict[str, Any]) -> list[str]:
     machine = data.get("machine", {})
     lines = [
-        f"Measured {machine.get('date', '?')} on {machine.get('cpus', '?')} CPUs "
-        f"(load average at the start {machine.get('load_average_at_start', '?')}). Server CPU per "
+        f"Measured on {machine.get('cpus', '?')} CPUs ({measured(data)}). Server CPU per "
         "delivery: CPU seconds of app, nginx and Redis over messages delivered, 1,000 clients in "
         "one room, one message a second; the change is against the step named in brackets.",
         "",
@@ -37,22 +48,25 @@ def table(data: dict[str, Any]) -> list[str]:
     ]
     totals: dict[str, float] = {}
     for step in data["steps"]:
-        cost, fanout, idle = step["cost"], step["fanout"], step["idle"]
-        main = fanout["room_1000"]
-        total = cost["server_us_per_delivery"]
+        # A run of some phases only leaves the others out: they print as n/a.
+        cost, fanout, idle = (step.get(phase) or {} for phase in ("cost", "fanout", "idle"))
+        main = fanout.get("room_1000") or {}
+        total = cost.get("server_us_per_delivery")
         against = step.get("against", "")
         versus = f" [{against}]" if against in totals else ""
         delta = change(total, totals.get(against))
         lines.append(
             f"| **{step['label']}**: {step['description']} "
-            f"| {fmt(total, ' µs')}{delta}{versus} ({fmt(cost['app_us_per_delivery'])} / "
-            f"{fmt(cost['nginx_us_per_delivery'])} / {fmt(cost['redis_us_per_delivery'])}) "
-            f"| {fmt(main['p50_ms'], ' ms')} / {fmt(main['p99_ms'], ' ms')}, {fmt(main['missed'])} "
-            f"| {fmt(fanout['largest_room_p99_100ms'])} "
-            f"| {fmt(idle['app_kib_per_socket'], ' KiB')} / "
-            f"{fmt(idle['nginx_kib_per_socket'], ' KiB')} |"
+            f"| {fmt(total, ' µs')}{delta}{versus} ({fmt(cost.get('app_us_per_delivery'))} / "
+            f"{fmt(cost.get('nginx_us_per_delivery'))} / {fmt(cost.get('redis_us_per_delivery'))}) "
+            f"| {fmt(main.get('p50_ms'), ' ms')} / {fmt(main.get('p99_ms'), ' ms')}, "
+            f"{fmt(main.get('missed'))} "
+            f"| {fmt(fanout.get('largest_room_p99_100ms'))} "
+            f"| {fmt(idle.get('app_kib_per_socket'), ' KiB')} / "
+            f"{fmt(idle.get('nginx_kib_per_socket'), ' KiB')} |"
         )
-        totals[step["label"]] = total
+        if total is not None:
+            totals[step["label"]] = total
     return lines
 
 
