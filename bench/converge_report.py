@@ -8,12 +8,11 @@ between its `<!-- converge -->` and `<!-- /converge -->` lines.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
 
-from bench.steps_report import replace_section
+from bench.steps_report import report
 
 
 def table(runs: dict[str, dict]) -> list[str]:
@@ -36,9 +35,7 @@ def table(runs: dict[str, dict]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    lines = table(json.loads(Path(argv[1]).read_text()))
-    print("\n".join(lines))
-    return 0 if len(argv) < 3 or replace_section(Path(argv[2]), "converge", lines) else 1
+    return report(argv, table, "converge")
 
 
 if __name__ == "__main__":

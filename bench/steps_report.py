@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,15 @@ def replace_section(doc: Path, name: str, lines: list[str]) -> bool:
     return True
 
 
-def main(argv: list[str]) -> int:
-    lines = table(json.loads(Path(argv[1]).read_text()))
+def report(argv: list[str], make_table: Callable[[Any], list[str]], section: str) -> int:
+    """Print the table of the results file argv[1]; put it in the document argv[2], if given."""
+    lines = make_table(json.loads(Path(argv[1]).read_text()))
     print("\n".join(lines))
-    return 0 if len(argv) < 3 or replace_section(Path(argv[2]), "steps", lines) else 1
+    return 0 if len(argv) < 3 or replace_section(Path(argv[2]), section, lines) else 1
+
+
+def main(argv: list[str]) -> int:
+    return report(argv, table, "steps")
 
 
 if __name__ == "__main__":
