@@ -39,7 +39,8 @@ options:
       - The app contract (django_app role). Keys used here
         C(user), C(group), C(home), C(releases_dir), C(venvs_dir), C(current), C(static_root),
         C(env_file), C(service), C(listen), C(settings_module), C(application), C(serving_mode),
-        C(check_program).
+        C(check_program), C(background_services) (a list of C(name), each run as the service
+        C(<service>-<name>)).
   release:
     type: str
     description: Name of the release directory.
@@ -89,6 +90,14 @@ options:
     type: bool
     default: false
     description: activate, the switch is a rollback; the releases after it leave the history.
+  background_changed:
+    type: list
+    elements: str
+    default: []
+    description:
+      - activate, names of background services (contract key C(background_services)) whose units
+        changed; restarted even when nothing switches. A switch or restart restarts them all, once
+        the app answers its health check; a switch back restarts them again.
   project_dir:
     type: path
   python_version:
@@ -772,8 +781,31 @@ class Releases:
 
     # -- activate --
 
+    def background(self) -> list[str]:
+        """The app's background services (contract key background_services), as unit names."""
+        return [
+            f"{self.app['service']}-{s['name']}" for s in self.app.get("background_services") or []
+        ]
+
+    def restart_background(self, services: list[str], only: list[str] | None = None) -> None:
+        """Restart the background services (all, or those in only and those not running)."""
+        for service in services:
+            if only is not None and service not in only:
+                state = self.host.service_state(service).get("ActiveState")
+                if state in ("active", "activating", "reloading"):
+                    continue
+            self.steps.append(f"restart {service}")
+            if not self.host.check_mode:
+                self.host.systemctl("restart", service)
+
     def activate(
-        self, name: str, restart: bool, health: dict, keep: int, rollback: bool = False
+        self,
+        name: str,
+        restart: bool,
+        health: dict,
+        keep: int,
+        rollback: bool = False,
+        background_changed: list[str] | None = None,
     ) -> dict:
         previous = serving(self.current)
         target = self.releases / name
@@ -787,9 +819,15 @@ class Releases:
             self.releases / previous / ".venv"
         ) != os.path.realpath(target / ".venv")
         verb = "restart" if restart or venv_changed or not serves_app or not live else "reload"
+        background = self.background()
         if not switch and not restart and live:
             if self.served_mode() != self.app["serving_mode"] and not self.host.check_mode:
                 write_atomically(self.home / SERVING_MODE, self.app["serving_mode"] + "\n")
+            # Nothing switches: only background services with new units, or stopped, restart.
+            self.restart_background(
+                background,
+                only=[f"{self.app['service']}-{n}" for n in background_changed or []],
+            )
             self.record(name, keep, rollback)
             return {"release": name, "previous": previous, "changed": bool(self.steps)}
         if switch:
@@ -804,6 +842,8 @@ class Releases:
             started = self.host.now()
             self.host.systemctl(verb, self.app["service"])
             self.wait_healthy(name, health, started)
+            # Once the app answers from the release: its background services follow it.
+            self.restart_background(background)
         except ReleaseError as failure:
             if not switch:
                 raise ReleaseError(
@@ -825,6 +865,11 @@ class Releases:
                 again = f"Release {previous} serves again."
             except ReleaseError as second:
                 again = f"Release {previous} was put back, but it does not answer either: {second}"
+            try:
+                # Any restarted on the failed release go back with it.
+                self.restart_background(background)
+            except ReleaseError as third:
+                again += f" Its background services did not all restart: {third}"
             raise ReleaseError(
                 f"release {name} failed after the switch and was rolled back: {failure}. {again}"
             ) from None
@@ -1062,6 +1107,7 @@ def main() -> None:
             "health": {"type": "dict", "default": {}},
             "to": {"type": "str", "default": ""},
             "rollback": {"type": "bool", "default": False},
+            "background_changed": {"type": "list", "elements": "str", "default": []},
             "project_dir": {"type": "path"},
             "python_version": {"type": "str"},
             "debian_version": {"type": "str", "default": ""},
@@ -1098,7 +1144,12 @@ def main() -> None:
             )
         elif p["command"] == "activate":
             result = releases.activate(
-                p["release"], p["restart"], p["health"], p["keep"], p["rollback"]
+                p["release"],
+                p["restart"],
+                p["health"],
+                p["keep"],
+                p["rollback"],
+                p["background_changed"],
             )
         else:
             result = releases.rollback(p["to"], p["collectstatic"])

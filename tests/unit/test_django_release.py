@@ -29,6 +29,8 @@ class FakeHost(release.Host):
         self.clock = 0.0
         self.application = application
         self.state = {"ActiveState": "active", "WorkingDirectory": "", "ExecStart": ""}
+        # ActiveState of other services (background services) by name; active if not named.
+        self.others: dict[str, str] = {}
 
     def run(self, argv, *, env=None, cwd=None, timeout=3600):
         self.calls.append(" ".join(map(str, argv)))
@@ -39,6 +41,8 @@ class FakeHost(release.Host):
         return 0, "0 static files copied"
 
     def service_state(self, service):
+        if service != "app":
+            return {"ActiveState": self.others.get(service, "active")}
         return dict(self.state)
 
     def systemctl(self, verb, service):
@@ -216,6 +220,104 @@ def test_nothing_happens_when_the_release_is_served_and_no_restart_is_asked(root
     releases.activate("r1", False, {}, 5)
 
     assert releases.steps == [] and host.calls == []
+
+
+# --- Background services ------------------------------------------------------------------
+
+
+def with_background(root: Path) -> dict:
+    return {**app_contract(root), "background_services": [{"name": "worker"}, {"name": "beat"}]}
+
+
+def test_background_services_restart_after_the_switched_release_answers(root):
+    make_release(root, "r1")
+    make_release(root, "r2")
+    release.point_link(root / "current", root / "releases" / "r1")
+    host = FakeHost([OK])
+    serving_app(host, root)
+
+    release.Releases(with_background(root), host).activate("r2", False, {}, 5)
+
+    assert host.calls.index("GET /") < host.calls.index("systemctl restart app-worker")
+    assert "systemctl restart app-beat" in host.calls
+
+
+def test_background_services_go_back_with_a_release_that_fails_its_health_check(root):
+    make_release(root, "r1")
+    make_release(root, "r2")
+    release.point_link(root / "current", root / "releases" / "r1")
+    host = FakeHost([(500, {}, "Server Error")] * 3 + [OK])
+    serving_app(host, root)
+
+    with pytest.raises(release.ReleaseError):
+        release.Releases(with_background(root), host).activate("r2", False, {}, 5)
+
+    # Restarted once, after the previous release answers again.
+    assert host.calls.count("systemctl restart app-worker") == 1
+    last_get = len(host.calls) - 1 - host.calls[::-1].index("GET /")
+    assert host.calls.index("systemctl restart app-worker") > last_get
+    assert release.serving(root / "current") == "r1"
+
+
+class FailingRestart(FakeHost):
+    """systemctl restart of one service fails (its unit is missing, say)."""
+
+    def systemctl(self, verb, service):
+        super().systemctl(verb, service)
+        if verb == "restart" and service == "app-worker":
+            raise release.ReleaseError(f"systemctl {verb} {service}.service failed: not found")
+
+
+def test_a_background_service_that_cannot_restart_switches_back_and_says_the_app_serves(root):
+    make_release(root, "r1")
+    make_release(root, "r2")
+    release.point_link(root / "current", root / "releases" / "r1")
+    host = FailingRestart([OK])
+    serving_app(host, root)
+
+    with pytest.raises(release.ReleaseError) as failure:
+        release.Releases(with_background(root), host).activate("r2", False, {}, 5)
+
+    message = str(failure.value)
+    assert "release r2 failed after the switch and was rolled back" in message
+    assert "Release r1 serves again." in message, message
+    assert "Its background services did not all restart" in message
+    assert release.serving(root / "current") == "r1"
+
+
+def test_without_a_switch_only_changed_or_stopped_background_services_restart(root):
+    make_release(root, "r1")
+    release.point_link(root / "current", root / "releases" / "r1")
+    (root / "release-history").write_text("r1\n")
+    host = FakeHost([OK])
+    serving_app(host, root)
+    host.others["app-beat"] = "failed"
+    releases = release.Releases(
+        {
+            **with_background(root),
+            "background_services": [{"name": n} for n in "abc"] + [{"name": "beat"}],
+        },
+        host,
+    )
+
+    releases.activate("r1", False, {}, 5, background_changed=["a"])
+
+    restarts = [c for c in host.calls if c.startswith("systemctl")]
+    assert restarts == ["systemctl restart app-a", "systemctl restart app-beat"]
+    assert releases.steps == ["restart app-a", "restart app-beat"]
+
+
+def test_no_background_service_restarts_when_nothing_changed(root):
+    make_release(root, "r1")
+    release.point_link(root / "current", root / "releases" / "r1")
+    (root / "release-history").write_text("r1\n")
+    host = FakeHost([OK])
+    serving_app(host, root)
+    releases = release.Releases(with_background(root), host)
+
+    releases.activate("r1", False, {}, 5)
+
+    assert releases.steps == [] and not any(c.startswith("systemctl") for c in host.calls)
 
 
 # --- Rollback and history --------------------------------------------------------------

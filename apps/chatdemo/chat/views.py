@@ -101,6 +101,8 @@ async def healthz(request):
             "database": database,
             "channel_layer": channel_layer,
             "version": settings.APP_VERSION,
+            # The id nginx gave this request (X-Request-ID), as the app sees it.
+            "request_id": request.headers.get("X-Request-ID", ""),
         },
         status=200 if healthy else 503,
     )

@@ -39,8 +39,10 @@ class Response:
 def http():
     """Send one HTTP request through the project's ASGI application."""
 
-    async def request(method, path, host=b"localhost"):
-        communicator = HttpCommunicator(application, method, path, headers=[(b"host", host)])
+    async def request(method, path, host=b"localhost", headers=()):
+        communicator = HttpCommunicator(
+            application, method, path, headers=[(b"host", host), *headers]
+        )
         try:
             return Response(await communicator.get_response(timeout=TIMEOUT))
         finally:

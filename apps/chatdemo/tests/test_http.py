@@ -59,7 +59,17 @@ async def test_healthz_ok(http, settings):
         "database": "ok",
         "channel_layer": "ok",
         "version": "1.4.2",
+        "request_id": "",
     }
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_healthz_names_the_request_id_the_proxy_gave(http):
+    request_id = b"0123456789abcdef0123456789abcdef"
+
+    response = await http("GET", "/healthz", headers=[(b"x-request-id", request_id)])
+
+    assert response.json()["request_id"] == request_id.decode()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -105,6 +115,7 @@ async def test_healthz_503_when_the_channel_layer_send_fails(http, monkeypatch, 
         "database": "ok",
         "channel_layer": "error",
         "version": "dev",
+        "request_id": "",
     }
     assert "6379" not in response.text
     [warning] = healthz_warnings(caplog)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from conftest import CHECKOUT, INVENTORY
 from stack_testing import APP
+from test_backup import backup_restore_round_trip
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -94,3 +95,12 @@ def test_a_release_deploys_and_rolls_back_over_ssh_as_deploy(operator, site):
     assert again.recap()["changed"] == 0, again.output[-3000:]
     playbook("rollback")
     assert version() == before
+
+
+def test_the_database_is_restored_from_its_backup_over_ssh_as_deploy(host, operator, site):
+    def restore() -> tuple[int, str]:
+        run = operator.run(".venv/bin/ansible-playbook", "-i", INVENTORY, "playbooks/restore.yml")
+        print(f"\nrestore.yml over SSH: {run.seconds:.1f} s, {run.recap()}")
+        return run.rc, run.output
+
+    backup_restore_round_trip(host, site, restore)

@@ -4,8 +4,10 @@ name, trusting only the test's own root CA (so nginx must serve the whole chain)
 from __future__ import annotations
 
 from stack_testing import APP
+from test_backup import test_the_backup_timer_is_waiting_and_the_backups_are_private
 from test_http import (
     test_chat_page_and_its_static_files_are_served_by_nginx_with_cache_headers,
+    test_each_request_has_one_id_in_the_response_the_app_and_the_access_log,
     test_healthz_is_ok_through_nginx,
 )
 from test_state import (
@@ -14,6 +16,7 @@ from test_state import (
     test_no_secret_was_replaced_by_ansibles_no_log_placeholder,
     test_redis_listens_on_loopback_only,
     test_redis_refuses_clients_without_a_password,
+    test_the_journal_is_capped_as_the_journald_role_says,
     test_top_level_group_vars_reach_the_host,
     test_unit_is_enabled_and_running,
 )
@@ -28,6 +31,7 @@ __all__ = [
     "test_app_service_is_notify_type_with_reload_and_restart",
     "test_broadcast_reaches_every_client_in_the_room_across_workers",
     "test_chat_page_and_its_static_files_are_served_by_nginx_with_cache_headers",
+    "test_each_request_has_one_id_in_the_response_the_app_and_the_access_log",
     "test_echo_through_nginx",
     "test_foreign_origin_is_refused",
     "test_group_members_are_removed_when_clients_leave",
@@ -36,6 +40,8 @@ __all__ = [
     "test_no_secret_was_replaced_by_ansibles_no_log_placeholder",
     "test_redis_listens_on_loopback_only",
     "test_redis_refuses_clients_without_a_password",
+    "test_the_backup_timer_is_waiting_and_the_backups_are_private",
+    "test_the_journal_is_capped_as_the_journald_role_says",
     "test_top_level_group_vars_reach_the_host",
     "test_unit_is_enabled_and_running",
 ]

@@ -199,11 +199,15 @@ class Site:
         return http.client.HTTPConnection(self.address, self.port, timeout=timeout)
 
     def get(
-        self, path: str, host: str | None = None, timeout: float = 10
+        self,
+        path: str,
+        host: str | None = None,
+        timeout: float = 10,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         conn = self.connection(timeout)
         try:
-            conn.request("GET", path, headers={"Host": host or self.host})
+            conn.request("GET", path, headers={"Host": host or self.host, **(headers or {})})
             resp = conn.getresponse()
             headers = {k.lower(): v for k, v in resp.getheaders()}
             return resp.status, headers, resp.read()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import time
 
@@ -55,3 +56,29 @@ def test_healthz_names_the_channel_layer_while_redis_is_down(host, site):
             break
         time.sleep(0.5)
     assert status == 200, body
+
+
+def test_each_request_has_one_id_in_the_response_the_app_and_the_access_log(host, site):
+    # A client's own X-Request-ID is replaced: the id is nginx's.
+    status, headers, body = site.get("/healthz", headers={"X-Request-ID": "forged"})
+    assert status == 200
+    request_id = headers.get("x-request-id", "")
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id), headers
+    assert json.loads(body)["request_id"] == request_id
+    log = host.run(f"grep -c request_id={request_id} /var/log/nginx/access.log")
+    assert log.stdout.strip() == "1", log
+
+
+def test_a_rotated_access_log_is_reopened_by_nginx(host, site):
+    rotate = host.run("logrotate --force /etc/logrotate.d/nginx")
+    assert rotate.rc == 0, rotate.stderr
+    assert host.file("/var/log/nginx/access.log.1").exists
+    _, headers, _ = site.get("/healthz")
+    # nginx writes to the new file once it reopened its logs (USR1 from logrotate).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if headers["x-request-id"] in host.file("/var/log/nginx/access.log").content_string:
+            break
+        time.sleep(0.2)
+    assert headers["x-request-id"] in host.file("/var/log/nginx/access.log").content_string
+    assert host.file("/var/log/nginx/access.log").user == "www-data"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 import pytest
@@ -116,3 +117,17 @@ def test_no_secret_was_replaced_by_ansibles_no_log_placeholder(host):
     file, the mask would become the password itself."""
     found = host.run("grep -rl VALUE_SPECIFIED_IN_NO_LOG_PARAMETER /etc /srv")
     assert found.rc == 1, found.stdout
+
+
+def test_the_journal_is_capped_as_the_journald_role_says(host):
+    drop_in = host.file("/etc/systemd/journald.conf.d/50-channels-stack.conf")
+    assert "SystemMaxUse=1G" in drop_in.content_string
+    # journald states its limits when it opens a journal: the last time, after the role.
+    opened = host.check_output(
+        "journalctl -b -u systemd-journald -o cat | grep -E 'Journal .* is .*, max ' | tail -1"
+    )
+    limit = re.search(r"(System|Runtime) Journal .* max ([0-9.]+)([KMG])", opened)
+    assert limit, opened
+    # systemd 252 prints 1.0G, 257 prints 1G.
+    size = float(limit.group(2)) * 1024 ** "KMG".index(limit.group(3))
+    assert size == {"System": 1024**2, "Runtime": 128 * 1024}[limit.group(1)], opened

@@ -3,13 +3,16 @@
 The tests run in order and build on each other, like a day of deploys:
 site.yml (converge) served release 1; here release 2 goes out while clients
 use the site, broken releases are refused or switched back, rollback.yml
-returns to release 1, and two git deploys push older releases out.
+returns to release 1, and two git deploys push older releases out. The
+background service (the demo's announcer) follows every switch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
+import re
 import shlex
 import subprocess
 import time
@@ -18,6 +21,8 @@ from pathlib import Path
 import pytest
 from clients import SiteLoad
 from conftest import APP, replace_in
+from stack_testing import run_playbook
+from websockets.asyncio.client import connect
 
 HOME = "/srv/channels-app"
 KEEP = 3  # django_app_keep_releases in molecule.yml
@@ -26,6 +31,8 @@ RELOAD_WINDOW = 15.0
 CODE_ONLY_DEPLOY_LIMIT = 60.0
 NO_CHANGE_DEPLOY_LIMIT = 30.0
 GIT_REPO = "/srv/git/chatdemo.git"
+ANNOUNCER = "channels-app-announcer"  # django_app_background_services in molecule.yml
+ANNOUNCEMENT = re.compile(r"^release (\S+): announcement \d+$")
 
 state: dict[str, str] = {}
 
@@ -60,6 +67,26 @@ def bump_code(app: Path, label: str) -> None:
         css.write(f"\n/* {label} */\n")
 
 
+def announced_release(port: int, within: float = 20.0) -> str:
+    """The release the next live announcement in the room announcements names, read by a
+    chat client through nginx."""
+
+    async def listen() -> str:
+        async with connect(
+            "ws://localhost/ws/chat/announcements/",
+            host="127.0.0.1",
+            port=port,
+            origin="http://localhost",
+            open_timeout=10,
+        ) as ws:
+            while True:
+                frame = json.loads(await ws.recv())
+                if not frame.get("history") and (found := ANNOUNCEMENT.match(frame["message"])):
+                    return found.group(1)
+
+    return asyncio.run(asyncio.wait_for(listen(), within))
+
+
 def hashed_static_name(host, name: str) -> str:
     """The hashed file name the static manifest gives `name` now."""
     manifest = json.loads(host.file(f"{HOME}/static/staticfiles.json").content_string)
@@ -79,6 +106,20 @@ def test_site_yml_serves_release_1_from_the_release_layout(host, http_port):
     assert host.file(f"{HOME}/release-history").content_string.split() == [release]
     props = host.check_output("systemctl show -p WorkingDirectory channels-app.service")
     assert props == f"WorkingDirectory={HOME}/current"
+
+
+def test_the_background_service_runs_release_1_as_the_app_in_its_sandbox(host, http_port):
+    announcer = host.service(ANNOUNCER)
+    assert announcer.is_running and announcer.is_enabled
+    shown = "-p User -p WorkingDirectory -p NoNewPrivileges -p ProtectSystem"
+    props = host.check_output(f"systemctl show {shown} {ANNOUNCER}").splitlines()
+    assert sorted(props) == [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "User=channels-app",
+        f"WorkingDirectory={HOME}/current",
+    ]
+    assert announced_release(http_port) == state["version1"]
 
 
 def test_code_only_deploy_of_release_2_keeps_http_and_chat_working(
@@ -110,6 +151,9 @@ def test_code_only_deploy_of_release_2_keeps_http_and_chat_working(
     venvs = host.check_output(f"readlink -f {HOME}/releases/*/.venv | sort -u")
     assert len(venvs.split()) == 1, venvs
     state["release2_src"] = str(app)
+    # The background service follows the switch.
+    assert announced_release(http_port) == "2"
+    state["announcer_pid"] = host.check_output(f"systemctl show -p MainPID --value {ANNOUNCER}")
 
 
 def test_deploy_without_changes_changes_nothing_within_30s(host, playbook):
@@ -119,6 +163,9 @@ def test_deploy_without_changes_changes_nothing_within_30s(host, playbook):
     assert run.recap()["changed"] == 0 and run.recap()["failed"] == 0, run.output[-3000:]
     assert run.seconds < NO_CHANGE_DEPLOY_LIMIT
     assert current_release(host) == state["release2"]
+    # Nothing switched: the background service kept running.
+    pid = host.check_output(f"systemctl show -p MainPID --value {ANNOUNCER}")
+    assert pid == state["announcer_pid"]
 
 
 def test_release_whose_asgi_app_fails_to_import_is_never_switched_to(
@@ -154,6 +201,7 @@ def test_release_failing_its_health_check_is_switched_back_to_release_2(
             "healthy = False",
         ),
     )
+    announcer_before = host.check_output(f"systemctl show -p MainPID --value {ANNOUNCER}")
     with SiteLoad(http_port) as load:
         run = playbook("deploy", django_app_local_path=str(app), django_app_version="3")
         play_ended = time.time()
@@ -171,6 +219,9 @@ def test_release_failing_its_health_check_is_switched_back_to_release_2(
         assert last - first < RELOAD_WINDOW, load.report.failures
         assert last < play_ended
     assert load.report.longest_gap < CHAT_BACK_WITHIN, load.report.summary()
+    # The background service went back with the release: restarted, into release 2.
+    assert host.check_output(f"systemctl show -p MainPID --value {ANNOUNCER}") != announcer_before
+    assert announced_release(http_port) == "2"
 
 
 def test_rollback_returns_to_release_1(host, http_port, playbook):
@@ -179,6 +230,7 @@ def test_rollback_returns_to_release_1(host, http_port, playbook):
     assert current_release(host) == state["release1"]
     assert healthz(http_port)["version"] == state["version1"]
     assert host.file(f"{HOME}/release-history").content_string.split() == [state["release1"]]
+    assert announced_release(http_port) == state["version1"]
 
 
 def test_rollback_to_an_unknown_release_fails_naming_it(host, playbook):
@@ -258,3 +310,15 @@ def test_hashed_static_files_of_removed_releases_are_removed(host, http_port):
 def test_manage_wrapper_runs_in_the_current_release(host):
     out = host.run(f"{shlex.quote('/usr/local/bin/channels-app-manage')} check")
     assert out.rc == 0, out.stderr
+
+
+def test_a_background_service_taken_off_the_list_is_stopped_and_removed(host):
+    unit = f"/etc/systemd/system/{ANNOUNCER}.service"
+    assert host.file(unit).exists
+    run = run_playbook(
+        "site", "--tags", "gunicorn", extra_vars={"django_app_background_services": []}
+    )
+    assert run.rc == 0, run.output[-3000:]
+    assert not host.file(unit).exists
+    assert host.run(f"systemctl is-active {ANNOUNCER}").stdout.strip() in ("inactive", "failed")
+    assert host.service("channels-app").is_running
