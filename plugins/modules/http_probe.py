@@ -24,6 +24,11 @@ options:
       - PEM file of the certificates to trust instead of the system's; any certificate in it is
         a trust anchor (the site's own certificate or chain will do).
     type: path
+  ca_data:
+    description:
+      - PEM text of the certificates to trust instead of the system's, for a check that must
+        not write a file first; used with O(ca_path) the two are trusted together.
+    type: str
   headers:
     description: More request headers.
     type: dict
@@ -102,6 +107,7 @@ def probe(
     url: str,
     connect_to: str | None = None,
     ca_path: str | None = None,
+    ca_data: str | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 10,
     method: str = "GET",
@@ -112,8 +118,11 @@ def probe(
         raise ValueError(f"url: {url!r} is not an http:// or https:// URL")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if parts.scheme == "https":
-        context = ssl.create_default_context(cafile=ca_path)
-        if ca_path:
+        try:
+            context = ssl.create_default_context(cafile=ca_path, cadata=ca_data or None)
+        except ssl.SSLError as exc:
+            raise ValueError(f"ca_data: no PEM certificate could be read ({exc})") from exc
+        if ca_path or ca_data:
             context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         conn: http.client.HTTPConnection = _TLSConnection(
             parts.hostname, parts.port, connect_to, timeout, context
@@ -140,6 +149,7 @@ def main() -> None:
             "url": {"type": "str", "required": True},
             "connect_to": {"type": "str"},
             "ca_path": {"type": "path"},
+            "ca_data": {"type": "str"},
             "headers": {"type": "dict", "default": {}},
             "timeout": {"type": "float", "default": 10},
             "method": {"type": "str", "default": "GET", "choices": ["GET", "HEAD"]},

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from chat import metrics
 from chat.history import recent_messages, store_message
 from chat.protocol import FrameError, message_from_frame
 from chat.ratelimit import TokenBucket
@@ -26,6 +27,9 @@ TOO_SLOW = 4001  # it did not read its frames fast enough; reconnect for the his
 # OOM), and OSError from a socket it did not wrap. A send to the client never gets here: the
 # writer task handles those.
 CHANNEL_LAYER_ERRORS = (RedisError, OSError)
+
+# How an error frame (send_error) starts; every other frame the writer sends is a message.
+ERROR_FRAME = '{"error"'
 
 # Frames over the rate limit in a row after which the client is closed (POLICY_VIOLATION).
 FLOOD_LIMIT = 50
@@ -82,6 +86,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             await super().__call__(scope, receive, send)
         except CHANNEL_LAYER_ERRORS as exc:
+            metrics.CHANNEL_LAYER_ERRORS.inc()
             await self.unavailable("channel layer", exc)
         except DatabaseError as exc:
             await self.unavailable("database", exc)
@@ -89,6 +94,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             logger.exception("chat: room %s: closing with %d", self.room, INTERNAL_ERROR)
             await self.close_now(INTERNAL_ERROR, "internal error")
         finally:
+            if self.accepted:
+                metrics.WEBSOCKETS_OPEN.dec()
             await self.stop_writer()
 
     async def unavailable(self, part: str, exc: Exception) -> None:
@@ -121,6 +128,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def accept(self, subprotocol=None, headers=None):
         await super().accept(subprotocol, headers)
         self.accepted = True
+        metrics.HANDSHAKES.inc()
+        metrics.WEBSOCKETS_OPEN.inc()
 
     async def websocket_disconnect(self, message):
         self.closed = True  # nothing more may be sent
@@ -229,6 +238,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             logger.info("chat: room %s: send failed: %s", self.room, type(exc).__name__)
             self.closed = True  # its websocket.disconnect ends the consumer
             return False
+        if not frame.startswith(ERROR_FRAME):
+            metrics.MESSAGES_DELIVERED.inc()
         return True
 
     async def stop_writer(self) -> None:

@@ -191,3 +191,16 @@ def nginx_upstream_servers(lb) -> list[str]:
 
 def unique(items: Iterable[str]) -> list[str]:
     return sorted(set(items))
+
+
+CONNECT_PROBE = (
+    "import socket,sys;"
+    "s=socket.socket();s.settimeout(5);"
+    "r=s.connect_ex((sys.argv[1],int(sys.argv[2])));"
+    "print({0:'connected',111:'refused',110:'timeout',11:'timeout'}.get(r,r))"
+)
+
+
+def tcp_connect(host, address: str, port: int) -> str:
+    """What a plain TCP connect from `host` to address:port gets."""
+    return host.check_output("python3 -c %s %s %s", CONNECT_PROBE, address, str(port))

@@ -19,6 +19,7 @@ from conftest import (
     nginx_upstream_servers,
     recv_json,
     recv_until,
+    tcp_connect,
     wait_healthy,
 )
 
@@ -184,19 +185,6 @@ def test_with_gunicorn_stopped_on_one_host_requests_and_reconnects_go_to_the_oth
                 await ws.close()
 
     asyncio.run(scenario())
-
-
-CONNECT_PROBE = (
-    "import socket,sys;"
-    "s=socket.socket();s.settimeout(5);"
-    "r=s.connect_ex((sys.argv[1],int(sys.argv[2])));"
-    "print({0:'connected',111:'refused',110:'timeout',11:'timeout'}.get(r,r))"
-)
-
-
-def tcp_connect(host, address: str, port: int) -> str:
-    """What a plain TCP connect from `host` to address:port gets."""
-    return host.check_output("python3 -c %s %s %s", CONNECT_PROBE, address, str(port))
 
 
 @pytest.mark.parametrize("port", [6379, 5432], ids=["redis", "postgresql"])

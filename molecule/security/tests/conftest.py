@@ -1,4 +1,4 @@
-"""Fixtures of the security scenario: the site over https, its certificate.
+"""Fixtures of the security scenario: the site over https, its ACME CA.
 
 The shared helpers of ../../resources/tests/stack_testing.py are reused;
 only what TLS changes is added here.
@@ -21,6 +21,20 @@ __all__ = ["SITE_HOST", "Site", "container", "http_port", "published_port", "red
 APP = "channels-app"
 CERT = f"/etc/nginx/tls/{APP}.crt"
 KEY = f"/etc/nginx/tls/{APP}.key"
+# pebble, the scenario's ACME CA (prepare.yml): its management interface hands
+# out the root it issues from, over HTTPS with pebble's own certificate.
+ACME_ROOT_URL = "https://localhost:15000/roots/0"
+ACME_LISTENER_CERT = "/etc/pebble/cert.pem"
+
+
+def acme_root(host) -> str:
+    """The PEM root certificate pebble issues from (a new one each time pebble starts)."""
+    script = (
+        "import ssl, urllib.request; "
+        f"ctx = ssl.create_default_context(cafile='{ACME_LISTENER_CERT}'); "
+        f"print(urllib.request.urlopen('{ACME_ROOT_URL}', context=ctx, timeout=10).read().decode())"
+    )
+    return host.check_output(f'python3 -c "{script}"') + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +43,16 @@ def https_port(container: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def site_certificate(host, tmp_path_factory) -> Path:
-    """The certificate nginx serves, as the only CA a client trusts."""
-    path = tmp_path_factory.mktemp("tls") / "site.crt"
-    path.write_text(host.file(CERT).content_string)
+def site_ca(host, tmp_path_factory) -> Path:
+    """The ACME CA's root, as the only CA a client trusts."""
+    path = tmp_path_factory.mktemp("tls") / "acme-root.crt"
+    path.write_text(acme_root(host))
     return path
 
 
 @pytest.fixture(scope="module")
-def tls_context(site_certificate: Path) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(site_certificate))
+def tls_context(site_ca: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(site_ca))
     assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
     return ctx
 

@@ -25,6 +25,7 @@ WATCHED = [
     f"/etc/systemd/system/{APP}.service",
     "/etc/systemd/system/nginx.service.d/channels-stack.conf",
     CERT,
+    f"/etc/letsencrypt/renewal/{APP}.conf",
 ]
 
 CASES = {
@@ -38,7 +39,22 @@ CASES = {
     ),
     "tls-mode-unknown": (
         {"nginx_tls_mode": "letsencrypt"},
-        "value of nginx_tls_mode must be one of: none, provided, selfsigned",
+        "value of nginx_tls_mode must be one of: none, provided, selfsigned, acme",
+    ),
+    "acme-directory-unreachable": (
+        {"nginx_acme_directory_url": "https://localhost:14999/dir"},
+        # Refused, or "cannot assign requested address" where localhost is ::1 first.
+        "nginx_acme_directory_url: https://localhost:14999/dir did not answer as an ACME "
+        "directory from security-debian12 (",
+    ),
+    "acme-directory-not-trusted": (
+        {"nginx_acme_ca_certificate": ""},
+        "nginx_acme_directory_url: https://localhost:14000/dir did not answer as an ACME "
+        "directory from security-debian12 (SSLCertVerificationError",
+    ),
+    "acme-wildcard-name": (
+        {"nginx_server_names": ["localhost", "*.chat.example.com"]},
+        "nginx_server_names: *.chat.example.com cannot be validated over HTTP-01",
     ),
     "http-port-out-of-range": (
         {"nginx_listen_port": 70000},

@@ -44,8 +44,8 @@ def test_healthz_is_ok_over_https_with_the_certificate_for_the_site_name(site):
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
-def test_tls_1_2_and_1_3_are_accepted(https_port, site_certificate, version):
-    ctx = ssl.create_default_context(cafile=str(site_certificate))
+def test_tls_1_2_and_1_3_are_accepted(https_port, site_ca, version):
+    ctx = ssl.create_default_context(cafile=str(site_ca))
     ctx.minimum_version = ctx.maximum_version = version
     assert handshake(https_port, ctx) == version.name.replace("_", ".")
 
@@ -138,9 +138,13 @@ def test_wss_from_a_plain_http_origin_is_refused(site):
 
 
 def test_private_key_is_readable_by_root_only(host):
-    key = host.file(KEY)
+    # With acme, nginx's path is a link to certbot's current key.
+    link = host.file(KEY)
+    assert link.is_symlink
+    key = host.file(link.linked_to)
     assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
     assert host.file("/etc/nginx/tls").mode == 0o700
+    assert host.file("/etc/letsencrypt/archive").mode == 0o700
 
 
 def test_nginx_overwrites_the_forwarded_scheme(host):

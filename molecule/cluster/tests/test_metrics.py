@@ -1,0 +1,164 @@
+"""Metrics: Prometheus on the data host (monitoring_servers) scrapes every exporter and the
+app's endpoint at the hosts' private addresses; the exporters admit only the monitoring host.
+
+Prometheus listens on the data host's loopback; its HTTP API is read from inside the container.
+It scrapes every 2 s in this scenario (molecule.yml), so each wait below is a poll with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from conftest import APP, APP_HOSTS, DATA, LB, recv_until, tcp_connect
+
+HOSTS = (LB, *APP_HOSTS, DATA)
+PORTS = {"node": 9100, "nginx": 9113, "redis": 9121, "postgres": 9187, "app": 9808}
+# Every target Prometheus must scrape: job and host (the prometheus job scrapes itself).
+EXPECTED = [
+    *(("node", name) for name in HOSTS),
+    ("nginx", LB),
+    ("redis", DATA),
+    ("postgres", DATA),
+    *(("app", name) for name in APP_HOSTS),
+]
+SOCKETS = 6
+
+API_GET = (
+    "import sys,urllib.request as u,urllib.parse as p;"
+    "q=('?'+p.urlencode({'query':sys.argv[2]})) if len(sys.argv)>2 else '';"
+    "print(u.urlopen('http://127.0.0.1:9090/api/v1/'+sys.argv[1]+q,timeout=5).read().decode())"
+)
+
+
+def prometheus(hosts, *args: str) -> Any:
+    out = json.loads(
+        hosts[DATA].check_output("python3 -c %s " + " ".join(["%s"] * len(args)), API_GET, *args)
+    )
+    assert out["status"] == "success", out
+    return out["data"]
+
+
+def expected_targets(addresses) -> set[tuple[str, str]]:
+    return {(job, f"{addresses[name]}:{PORTS[job]}") for job, name in EXPECTED} | {
+        ("prometheus", "127.0.0.1:9090")
+    }
+
+
+def scraped(hosts) -> dict[tuple[str, str], str]:
+    """(job, instance) of every active target, and its health."""
+    return {
+        (t["labels"]["job"], t["labels"]["instance"]): t["health"]
+        for t in prometheus(hosts, "targets")["activeTargets"]
+    }
+
+
+def app_sum(hosts, figure: str) -> float | None:
+    """One of the app's figures, summed over every worker of every app host."""
+    result = prometheus(hosts, "query", f"sum({figure})")["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def wait_for(hosts, figure: str, wanted: float, within: float = 30) -> float:
+    deadline = time.monotonic() + within
+    while (got := app_sum(hosts, figure)) != wanted:
+        assert time.monotonic() < deadline, f"{figure} per Prometheus: {got}, wanted {wanted}"
+        time.sleep(0.5)
+    return got
+
+
+def test_prometheus_scrapes_every_exporter_and_app_endpoint_and_all_are_up(hosts, addresses):
+    wanted = expected_targets(addresses)
+    deadline = time.monotonic() + 60
+    while True:
+        targets = scraped(hosts)
+        if set(targets) == wanted and set(targets.values()) == {"up"}:
+            break
+        assert time.monotonic() < deadline, (
+            f"missing: {sorted(wanted - set(targets))}; "
+            f"unexpected: {sorted(set(targets) - wanted)}; "
+            f"not up: {sorted(k for k, v in targets.items() if v != 'up')}"
+        )
+        time.sleep(1)
+    print(f"Prometheus targets up: {len(targets)} of {len(wanted)}: {sorted(targets)}")
+
+
+def test_the_open_websocket_gauge_summed_over_workers_and_hosts_equals_the_sockets_open(
+    site, hosts
+):
+    # The earlier tests' sockets are closed: none is left open.
+    wait_for(hosts, "chat_websockets_open", 0)
+    handshakes = app_sum(hosts, "chat_websocket_handshakes_total") or 0
+    room = f"m-{uuid.uuid4().hex[:10]}"
+
+    async def scenario():
+        clients = []
+        try:
+            for _ in range(SOCKETS):
+                clients.append(await site.ws(f"/ws/chat/{room}/"))
+            per_host = {
+                name: hosts[name].check_output(
+                    "ss -Htn state established '( sport = :8000 )' | wc -l"
+                )
+                for name in APP_HOSTS
+            }
+            seen = await asyncio.to_thread(wait_for, hosts, "chat_websockets_open", SOCKETS)
+            print(f"{SOCKETS} websockets open through nginx; Prometheus sums {seen}; {per_host}")
+            await asyncio.to_thread(
+                wait_for, hosts, "chat_websocket_handshakes_total", handshakes + SOCKETS
+            )
+            # One message to the room is delivered to each of its sockets, once.
+            delivered = app_sum(hosts, "chat_messages_delivered_total") or 0
+            text = f"counted {uuid.uuid4().hex}"
+            await clients[0].send(json.dumps({"message": text}))
+            for ws in clients:
+                await recv_until(ws, text)
+            await asyncio.to_thread(
+                wait_for, hosts, "chat_messages_delivered_total", delivered + SOCKETS
+            )
+        finally:
+            for ws in clients:
+                await ws.close()
+
+    asyncio.run(scenario())
+    # And down again once they are closed (a worker's gauge follows its closes).
+    wait_for(hosts, "chat_websockets_open", 0)
+
+
+@pytest.mark.parametrize(
+    ("target", "job"),
+    [(DATA, "redis"), (DATA, "postgres"), (DATA, "node"), (LB, "nginx"), ("cluster-app1", "app")],
+)
+def test_exporters_admit_the_monitoring_host_and_refuse_the_others(hosts, addresses, target, job):
+    port = PORTS[job]
+    refused_from = LB if target != LB else APP_HOSTS[0]
+    assert tcp_connect(hosts[refused_from], addresses[target], port) == "refused"
+    if target != DATA:
+        assert tcp_connect(hosts[DATA], addresses[target], port) == "connected"
+
+
+def test_exporters_listen_on_the_private_address_only_and_keep_credentials_private(
+    hosts, addresses
+):
+    data = hosts[DATA]
+    for job in ("node", "redis", "postgres"):
+        assert data.socket(f"tcp://{addresses[DATA]}:{PORTS[job]}").is_listening, job
+        assert not data.socket(f"tcp://0.0.0.0:{PORTS[job]}").is_listening, job
+    redis_settings = data.file("/etc/default/prometheus-redis-exporter")
+    assert (redis_settings.user, redis_settings.group, redis_settings.mode) == (
+        "root",
+        "prometheus",
+        0o640,
+    )
+    # Redis's password is in that file, not on any command line.
+    password = data.check_output("cat /etc/redis/default.password")
+    assert password and password in redis_settings.content_string
+    assert password not in data.check_output("ps -eo args")
+    for name in APP_HOSTS:
+        unit = hosts[name].service(f"{APP}-metrics")
+        assert unit.is_enabled and unit.is_running, name
+        assert not hosts[name].socket(f"tcp://0.0.0.0:{PORTS['app']}").is_listening
