@@ -229,12 +229,26 @@ def with_background(root: Path) -> dict:
     return {**app_contract(root), "background_services": [{"name": "worker"}, {"name": "beat"}]}
 
 
-def test_background_services_restart_after_the_switched_release_answers(root):
+def r1_serving_r2_ready(root: Path, host: FakeHost) -> FakeHost:
+    """Releases r1 (served) and r2 on disk; host answers for the app."""
     make_release(root, "r1")
     make_release(root, "r2")
     release.point_link(root / "current", root / "releases" / "r1")
-    host = FakeHost([OK])
     serving_app(host, root)
+    return host
+
+
+def r1_served_alone(root: Path, host: FakeHost) -> FakeHost:
+    """Release r1 served and recorded, nothing else; host answers for the app."""
+    make_release(root, "r1")
+    release.point_link(root / "current", root / "releases" / "r1")
+    (root / "release-history").write_text("r1\n")
+    serving_app(host, root)
+    return host
+
+
+def test_background_services_restart_after_the_switched_release_answers(root):
+    host = r1_serving_r2_ready(root, FakeHost([OK]))
 
     release.Releases(with_background(root), host).activate("r2", False, {}, 5)
 
@@ -243,11 +257,7 @@ def test_background_services_restart_after_the_switched_release_answers(root):
 
 
 def test_background_services_go_back_with_a_release_that_fails_its_health_check(root):
-    make_release(root, "r1")
-    make_release(root, "r2")
-    release.point_link(root / "current", root / "releases" / "r1")
-    host = FakeHost([(500, {}, "Server Error")] * 3 + [OK])
-    serving_app(host, root)
+    host = r1_serving_r2_ready(root, FakeHost([(500, {}, "Server Error")] * 3 + [OK]))
 
     with pytest.raises(release.ReleaseError):
         release.Releases(with_background(root), host).activate("r2", False, {}, 5)
@@ -269,11 +279,7 @@ class FailingRestart(FakeHost):
 
 
 def test_a_background_service_that_cannot_restart_switches_back_and_says_the_app_serves(root):
-    make_release(root, "r1")
-    make_release(root, "r2")
-    release.point_link(root / "current", root / "releases" / "r1")
-    host = FailingRestart([OK])
-    serving_app(host, root)
+    host = r1_serving_r2_ready(root, FailingRestart([OK]))
 
     with pytest.raises(release.ReleaseError) as failure:
         release.Releases(with_background(root), host).activate("r2", False, {}, 5)
@@ -286,11 +292,7 @@ def test_a_background_service_that_cannot_restart_switches_back_and_says_the_app
 
 
 def test_without_a_switch_only_changed_or_stopped_background_services_restart(root):
-    make_release(root, "r1")
-    release.point_link(root / "current", root / "releases" / "r1")
-    (root / "release-history").write_text("r1\n")
-    host = FakeHost([OK])
-    serving_app(host, root)
+    host = r1_served_alone(root, FakeHost([OK]))
     host.others["app-beat"] = "failed"
     releases = release.Releases(
         {
@@ -308,11 +310,7 @@ def test_without_a_switch_only_changed_or_stopped_background_services_restart(ro
 
 
 def test_no_background_service_restarts_when_nothing_changed(root):
-    make_release(root, "r1")
-    release.point_link(root / "current", root / "releases" / "r1")
-    (root / "release-history").write_text("r1\n")
-    host = FakeHost([OK])
-    serving_app(host, root)
+    host = r1_served_alone(root, FakeHost([OK]))
     releases = release.Releases(with_background(root), host)
 
     releases.activate("r1", False, {}, 5)
