@@ -226,12 +226,12 @@ def host_at(addresses, address: str) -> str:
 
 
 def test_losing_the_primary_host_brings_broadcasts_back_through_sentinel_without_an_app_restart(
-    hosts, addresses, site, redis_secrets
+    hosts, addresses, shared_site, redis_secrets
 ):
     first = host_at(addresses, primary_address(hosts[REDIS_HOSTS[0]], redis_secrets))
     others = [name for name in REDIS_HOSTS if name != first]
     pids = {name: gunicorn_pid(hosts[name]) for name in APP_HOSTS}
-    chat, poller = Chat(site), Poller(site)
+    chat, poller = Chat(shared_site), Poller(shared_site)
 
     async def scenario() -> dict:
         clients = [asyncio.create_task(chat.client(i)) for i in range(CLIENTS)]
@@ -309,13 +309,13 @@ def test_the_old_primary_comes_back_as_a_replica_and_a_site_run_keeps_the_new_pr
         for name in REDIS_HOSTS
     }
     # The role now writes what the Sentinels say: the files change, nothing restarts.
-    run = run_playbook("site", "--tags", "redis")
+    run = run_playbook("site", "--tags", "redis,keepalived")
     assert run.rc == 0, run.output[-3000:]
-    again = run_playbook("site", "--tags", "redis")
+    again = run_playbook("site", "--tags", "redis,keepalived")
     assert again.rc == 0, again.output[-3000:]
     print(
         f"\nREDIS REJOIN | {first} a replica of {primary} {rejoined:.1f} s after its start"
-        f" | site.yml --tags redis changed {changed_tasks(run.output)},"
+        f" | site.yml --tags redis,keepalived changed {changed_tasks(run.output)},"
         f" then {changed_tasks(again.output)}"
     )
     assert changed_tasks(again.output) == []
