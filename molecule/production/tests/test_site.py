@@ -58,7 +58,7 @@ def test_secrets_from_the_vault_are_used_and_none_is_generated_on_the_host(host)
     env = host.file(f"/etc/{APP}/env")
     assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
     conf = host.file("/etc/redis/redis.conf")
-    assert (conf.user, conf.group, conf.mode) == ("redis", "redis", 0o640)
+    assert (conf.user, conf.group, conf.mode) == ("root", "redis", 0o640)
     for generated in (
         f"/etc/{APP}/secret_key",
         "/etc/redis/default.password",

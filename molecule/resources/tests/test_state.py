@@ -73,7 +73,7 @@ def test_redis_app_user_cannot_run_admin_commands(host):
         (f"/etc/{APP}/secret_key", "root", "root", 0o600),
         ("/etc/redis/default.password", "root", "root", 0o600),
         ("/etc/redis/channels.password", "root", "root", 0o600),
-        ("/etc/redis/redis.conf", "redis", "redis", 0o640),
+        ("/etc/redis/redis.conf", "root", "redis", 0o640),
     ],
 )
 def test_secret_files_are_private(host, path, owner, group, mode):
