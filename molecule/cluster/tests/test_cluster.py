@@ -109,6 +109,40 @@ def test_clients_are_spread_over_both_app_hosts_and_one_broadcast_reaches_all(si
     asyncio.run(scenario())
 
 
+ANNOUNCER = f"{APP}-announcer"  # one_host in molecule.yml: on the first app host alone
+ANNOUNCEMENT = re.compile(r"^release \S+: announcement (\d+)$")
+
+
+def test_a_one_host_background_service_runs_on_the_first_app_host_alone(site, hosts):
+    first, *others = APP_HOSTS
+    assert hosts[first].service(ANNOUNCER).is_running
+    assert hosts[first].service(ANNOUNCER).is_enabled
+    for name in others:
+        assert not hosts[name].file(f"/etc/systemd/system/{ANNOUNCER}.service").exists, name
+        assert not hosts[name].service(ANNOUNCER).is_running, name
+
+    async def numbers() -> list[int]:
+        """The announcement numbers a client in the room receives live over 4.5 s."""
+        got: list[int] = []
+        async with site.ws("/ws/chat/announcements/") as ws:
+            deadline = asyncio.get_running_loop().time() + 4.5
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                try:
+                    frame = await recv_json(ws, left)
+                except TimeoutError:
+                    break
+                match = ANNOUNCEMENT.match(frame.get("message", ""))
+                if match and not frame.get("history"):
+                    got.append(int(match.group(1)))
+        return got
+
+    got = asyncio.run(numbers())
+    print(f"\nannouncements received live in 4.5 s: {got}")
+    # One announcer counts up by one each second; a second would repeat numbers.
+    assert 3 <= len(got) <= 6, got
+    assert got == list(range(got[0], got[0] + len(got))), got
+
+
 def test_message_sent_through_one_app_host_is_in_history_through_the_other(site, hosts):
     name = room()
     texts = [f"first {uuid.uuid4().hex}", f"second {uuid.uuid4().hex}"]

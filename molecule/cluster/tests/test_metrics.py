@@ -154,11 +154,45 @@ def test_exporters_listen_on_the_private_address_only_and_keep_credentials_priva
         "prometheus",
         0o640,
     )
-    # Redis's password is in that file, not on any command line.
-    password = data.check_output("cat /etc/redis/default.password")
+    # The metrics user's password is in that file, not on any command line; the
+    # administration password is nowhere in the exporter's settings.
+    password = data.check_output("cat /etc/redis/metrics.password")
     assert password and password in redis_settings.content_string
+    assert "REDIS_USER=metrics" in redis_settings.content_string
     assert password not in data.check_output("ps -eo args")
+    assert data.check_output("cat /etc/redis/default.password") not in redis_settings.content_string
     for name in APP_HOSTS:
         unit = hosts[name].service(f"{APP}-metrics")
         assert unit.is_enabled and unit.is_running, name
         assert not hosts[name].socket(f"tcp://0.0.0.0:{PORTS['app']}").is_listening
+
+
+def test_the_redis_exporter_reads_figures_as_a_user_that_can_read_nothing_else(hosts):
+    data = hosts[DATA]
+
+    def as_metrics(*command: str) -> str:
+        """Redis's answer to the metrics user (an error answer included)."""
+        out = data.run(
+            "REDISCLI_AUTH=$(cat /etc/redis/metrics.password) timeout 5 redis-cli --no-auth-warning"
+            " --user metrics " + " ".join(["%s"] * len(command)),
+            *command,
+        )
+        return (out.stdout + out.stderr).strip()
+
+    assert as_metrics("PING") == "PONG"
+    assert "maxmemory:" in as_metrics("INFO", "memory")
+    for command in (
+        ("GET", "any"),
+        ("KEYS", "*"),
+        ("CONFIG", "GET", "masterauth"),
+        ("SUBSCRIBE", "x"),
+    ):
+        assert "NOPERM" in as_metrics(*command), command
+    # Prometheus scrapes every 2 s: after a few scrapes, Redis logged no command the exporter
+    # was refused (the ACL log names each refusal with its user).
+    admin = "REDISCLI_AUTH=$(cat /etc/redis/default.password) redis-cli --no-auth-warning "
+    data.check_output(admin + "ACL LOG RESET")
+    time.sleep(6)
+    assert prometheus(hosts, "query", 'redis_up{job="redis"}')["result"][0]["value"][1] == "1"
+    log = data.check_output(admin + "ACL LOG 50")
+    assert "metrics" not in log.split(), log
