@@ -17,16 +17,25 @@ import pytest
 from conftest import APP, APP_HOSTS, DATA, LB, recv_until, tcp_connect
 
 HOSTS = (LB, *APP_HOSTS, DATA)
-PORTS = {"node": 9100, "nginx": 9113, "redis": 9121, "postgres": 9187, "app": 9808}
+PORTS = {
+    "node": 9100,
+    "nginx": 9113,
+    "nginx_log": 3903,
+    "redis": 9121,
+    "postgres": 9187,
+    "app": 9808,
+}
 # Every target Prometheus must scrape: job and host (the prometheus job scrapes itself).
 EXPECTED = [
     *(("node", name) for name in HOSTS),
     ("nginx", LB),
+    ("nginx_log", LB),
     ("redis", DATA),
     ("postgres", DATA),
     *(("app", name) for name in APP_HOSTS),
 ]
 SOCKETS = 6
+WEBSOCKETS_LOGGED = 'channels_stack_nginx_responses_total{status="101"}'
 
 API_GET = (
     "import sys,urllib.request as u,urllib.parse as p;"
@@ -124,14 +133,25 @@ def test_the_open_websocket_gauge_summed_over_workers_and_hosts_equals_the_socke
             for ws in clients:
                 await ws.close()
 
+    closed_before = app_sum(hosts, WEBSOCKETS_LOGGED) or 0
     asyncio.run(scenario())
     # And down again once they are closed (a worker's gauge follows its closes).
     wait_for(hosts, "chat_websockets_open", 0)
+    # nginx logs each websocket once, status 101, when it closes; mtail counts the lines of
+    # its JSON access log (molecule.yml).
+    wait_for(hosts, WEBSOCKETS_LOGGED, closed_before + SOCKETS)
 
 
 @pytest.mark.parametrize(
     ("target", "job"),
-    [(DATA, "redis"), (DATA, "postgres"), (DATA, "node"), (LB, "nginx"), ("cluster-app1", "app")],
+    [
+        (DATA, "redis"),
+        (DATA, "postgres"),
+        (DATA, "node"),
+        (LB, "nginx"),
+        (LB, "nginx_log"),
+        ("cluster-app1", "app"),
+    ],
 )
 def test_exporters_admit_the_monitoring_host_and_refuse_the_others(hosts, addresses, target, job):
     port = PORTS[job]

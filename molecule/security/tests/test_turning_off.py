@@ -1,0 +1,81 @@
+"""Turning things off in one site.yml run: leaving acme for a self-signed certificate (certbot
+no longer holds or renews the site's certificate, nginx serves the new one) and the metrics
+(every exporter, Prometheus and the exporters' firewall stop). Runs last in this scenario."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import APP, CERT
+from stack_testing import run_playbook
+
+RENEWAL = f"/etc/letsencrypt/renewal/{APP}.conf"
+LIVE = f"/etc/letsencrypt/live/{APP}"
+METRICS_UNITS = [
+    "prometheus-node-exporter",
+    "prometheus-nginx-exporter",
+    "mtail",
+    "prometheus-redis-exporter",
+    f"{APP}-metrics",
+    "prometheus",
+    "prometheus-blackbox-exporter",
+    "channels-stack-firewall@metrics",
+]
+EXPORTER_PORTS = [9100, 9113, 3903, 9121, 9808]
+
+
+@pytest.fixture(scope="module")
+def turned_off(host):
+    """The site.yml run that leaves acme and turns the metrics off."""
+    assert host.file(RENEWAL).exists and host.file(LIVE).is_directory
+    assert host.file(CERT).is_symlink
+    for unit in METRICS_UNITS:
+        assert host.service(unit).is_running, unit
+    run = run_playbook(
+        "site",
+        extra_vars={"nginx_tls_mode": "selfsigned", "channels_stack_metrics": False},
+        timeout=600,
+    )
+    assert run.rc == 0, run.output[-4000:]
+    return run
+
+
+def test_leaving_acme_deletes_certbots_lineage_and_serves_the_new_certificate(host, turned_off):
+    assert not host.file(RENEWAL).exists
+    assert not host.file(LIVE).exists
+    assert "No certificates found" in host.check_output("certbot certificates 2>&1")
+    # What certbot.timer runs now renews nothing, and asks no CA.
+    renew = host.check_output("certbot renew --non-interactive 2>&1")
+    assert "No renewals were attempted" in renew, renew
+    # nginx serves a certificate of its own file, self-signed, for the site's name.
+    cert = host.file(CERT)
+    assert cert.exists and not cert.is_symlink
+    served = host.check_output(
+        "openssl s_client -connect 127.0.0.1:443 -servername localhost </dev/null 2>/dev/null"
+        " | openssl x509 -noout -subject -issuer -nameopt RFC2253"
+    )
+    subject, issuer = (line.split("=", 1)[1] for line in served.splitlines())
+    assert subject == issuer, served
+    assert host.check_output("openssl x509 -in %s -noout -fingerprint", CERT) == host.check_output(
+        "openssl s_client -connect 127.0.0.1:443 -servername localhost </dev/null 2>/dev/null"
+        " | openssl x509 -noout -fingerprint"
+    )
+
+
+def test_turning_the_metrics_off_stops_every_exporter_prometheus_and_their_firewall(
+    host, turned_off
+):
+    for unit in METRICS_UNITS:
+        service = host.service(unit)
+        assert not service.is_running and not service.is_enabled, unit
+    listening = host.check_output("ss -Htln")
+    for port in EXPORTER_PORTS:
+        assert f":{port} " not in listening, port
+    assert "channels_stack_metrics" not in host.check_output("nft list tables")
+    # The site still serves, over the new certificate (trusted as itself).
+    status = host.check_output(
+        "python3 -c %s",
+        "import ssl, urllib.request as u; "
+        f"ctx = ssl.create_default_context(cafile='{CERT}'); "
+        "print(u.urlopen('https://localhost/healthz', context=ctx, timeout=10).status)",
+    )
+    assert status == "200"
