@@ -123,8 +123,8 @@ def test_the_probe_refuses_a_certificate_for_the_right_name_from_another_ca(host
 
 
 def mtail_count(host, status: str) -> float:
-    """nginx's answers of one status so far, as mtail counts them (on the private address)."""
-    address = host.check_output("hostname -I").split()[0]
+    """nginx's answers of one status so far, as mtail counts them (on loopback, molecule.yml)."""
+    address = "127.0.0.1"
     text = host.check_output(
         "python3 -c %s",
         "import urllib.request as u;"

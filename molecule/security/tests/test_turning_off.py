@@ -1,6 +1,6 @@
 """Turning things off in one site.yml run: leaving acme for a self-signed certificate (certbot
 no longer holds or renews the site's certificate, nginx serves the new one) and the metrics
-(every exporter, Prometheus and the exporters' firewall stop). Runs last in this scenario."""
+(every exporter and Prometheus stop). Runs last in this scenario."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ METRICS_UNITS = [
     f"{APP}-metrics",
     "prometheus",
     "prometheus-blackbox-exporter",
-    "channels-stack-firewall@metrics",
 ]
 EXPORTER_PORTS = [9100, 9113, 3903, 9121, 9808]
 
@@ -61,16 +60,13 @@ def test_leaving_acme_deletes_certbots_lineage_and_serves_the_new_certificate(ho
     )
 
 
-def test_turning_the_metrics_off_stops_every_exporter_prometheus_and_their_firewall(
-    host, turned_off
-):
+def test_turning_the_metrics_off_stops_every_exporter_and_prometheus(host, turned_off):
     for unit in METRICS_UNITS:
         service = host.service(unit)
         assert not service.is_running and not service.is_enabled, unit
     listening = host.check_output("ss -Htln")
     for port in EXPORTER_PORTS:
         assert f":{port} " not in listening, port
-    assert "channels_stack_metrics" not in host.check_output("nft list tables")
     # The site still serves, over the new certificate (trusted as itself).
     status = host.check_output(
         "python3 -c %s",
