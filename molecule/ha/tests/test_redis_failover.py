@@ -81,6 +81,20 @@ def test_the_app_reaches_the_channel_layer_through_every_sentinel(hosts, address
         assert "DJANGO_REDIS_URL=" not in env and "\nREDIS_URL=" not in env
 
 
+def test_the_app_asks_each_sentinel_once_so_a_lost_one_costs_one_timeout(hosts):
+    # redis-py's default retries would hold the search for the primary on the
+    # lost primary's own Sentinel for 13 s or more (docs/design.md).
+    out = hosts[APP_HOSTS[0]].check_output(
+        f"/usr/local/bin/{APP}-manage shell -c %s",
+        "from django.conf import settings;"
+        "(layer_host,) = settings.CHANNEL_LAYERS['default']['CONFIG']['hosts'];"
+        "kw = layer_host['sentinel_kwargs'];"
+        "print(kw['retry'].get_retries(), kw['socket_connect_timeout'], kw['socket_timeout'])",
+    )
+    # The last line: Django's shell may say first what it imported.
+    assert out.splitlines()[-1].split() == ["0", "1", "1"], out
+
+
 def test_redis_and_sentinel_admit_only_app_and_redis_hosts(hosts, addresses):
     probe = (
         "import socket,sys;s=socket.socket();s.settimeout(3);"
