@@ -72,6 +72,18 @@ def app_sum(hosts, figure: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
+def settled(hosts, figure: str, within: float = 30) -> float:
+    """A figure once three scrapes (2 s apart) have agreed on it: closes logged a moment ago
+    are counted in it."""
+    deadline = time.monotonic() + within
+    seen = [app_sum(hosts, figure) or 0]
+    while len(seen) < 3 or len(set(seen[-3:])) > 1:
+        assert time.monotonic() < deadline, f"{figure} per Prometheus keeps moving: {seen}"
+        time.sleep(2)
+        seen.append(app_sum(hosts, figure) or 0)
+    return seen[-1]
+
+
 def wait_for(hosts, figure: str, wanted: float, within: float = 30) -> float:
     deadline = time.monotonic() + within
     while (got := app_sum(hosts, figure)) != wanted:
@@ -133,7 +145,7 @@ def test_the_open_websocket_gauge_summed_over_workers_and_hosts_equals_the_socke
             for ws in clients:
                 await ws.close()
 
-    closed_before = app_sum(hosts, WEBSOCKETS_LOGGED) or 0
+    closed_before = settled(hosts, WEBSOCKETS_LOGGED)
     asyncio.run(scenario())
     # And down again once they are closed (a worker's gauge follows its closes).
     wait_for(hosts, "chat_websockets_open", 0)

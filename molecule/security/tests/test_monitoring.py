@@ -118,8 +118,10 @@ def test_the_probe_refuses_a_certificate_for_the_right_name_from_another_ca(host
         )
 
     assert re.search(r"^probe_success 1$", probe(module["instance"]), re.M)
-    other = probe("127.0.0.1:15000")
+    other = probe("127.0.0.1:15000&debug=true")
     assert re.search(r"^probe_success 0$", other, re.M), other
+    # Refused for its issuer, not for want of a connection.
+    assert "certificate signed by unknown authority" in other, other
 
 
 def mtail_count(host, status: str) -> float:
