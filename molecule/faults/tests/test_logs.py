@@ -46,4 +46,7 @@ def test_an_http_request_line_names_its_upstream_time_and_matches_the_apps_reque
     assert json.loads(body)["request_id"] == request_id
     entry = logged(host, request_id)
     assert entry["status"] == 200 and entry["method"] == "GET", entry
-    assert float(entry["upstream_response_time"]) <= entry["request_time"], entry
+    # The upstream's time is part of the request's; nginx reads the two from
+    # different clocks (the request's start from its cached time, to the
+    # millisecond), so the part may exceed the whole by a few milliseconds.
+    assert 0 <= float(entry["upstream_response_time"]) <= entry["request_time"] + 0.005, entry
