@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import APP, APP_HOSTS, DATA, LB, recv_until, tcp_connect
+from stack_testing import prometheus_api
 
 HOSTS = (LB, *APP_HOSTS, DATA)
 PORTS = {
@@ -37,19 +38,9 @@ EXPECTED = [
 SOCKETS = 6
 WEBSOCKETS_LOGGED = 'channels_stack_nginx_responses_total{status="101"}'
 
-API_GET = (
-    "import sys,urllib.request as u,urllib.parse as p;"
-    "q=('?'+p.urlencode({'query':sys.argv[2]})) if len(sys.argv)>2 else '';"
-    "print(u.urlopen('http://127.0.0.1:9090/api/v1/'+sys.argv[1]+q,timeout=5).read().decode())"
-)
-
 
 def prometheus(hosts, *args: str) -> Any:
-    out = json.loads(
-        hosts[DATA].check_output("python3 -c %s " + " ".join(["%s"] * len(args)), API_GET, *args)
-    )
-    assert out["status"] == "success", out
-    return out["data"]
+    return prometheus_api(hosts[DATA], *args)
 
 
 def expected_targets(addresses) -> set[tuple[str, str]]:

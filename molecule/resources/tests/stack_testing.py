@@ -270,3 +270,22 @@ def redis_admin(host, *args: str) -> str:
     )
     assert cmd.rc == 0, cmd.stderr
     return cmd.stdout.strip()
+
+
+# Prometheus's HTTP API, asked from inside the monitoring host (it listens on loopback).
+_PROMETHEUS_API_GET = (
+    "import sys,urllib.request as u,urllib.parse as p;"
+    "q=('?'+p.urlencode({'query':sys.argv[2]})) if len(sys.argv)>2 else '';"
+    "print(u.urlopen('http://127.0.0.1:9090/api/v1/'+sys.argv[1]+q,timeout=5).read().decode())"
+)
+
+
+def prometheus_api(host, *args: str) -> Any:
+    """The data of Prometheus's answer to api/v1/<args[0]> (with args[1] as its query)."""
+    out = json.loads(
+        host.check_output(
+            "python3 -c %s " + " ".join(["%s"] * len(args)), _PROMETHEUS_API_GET, *args
+        )
+    )
+    assert out["status"] == "success", out
+    return out["data"]

@@ -8,30 +8,16 @@ Prometheus scrapes and evaluates every 2 s here and the 5xx alert fires at once 
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from conftest import APP
 from cryptography import x509
+from stack_testing import prometheus_api as prometheus
 
-API_GET = (
-    "import sys,urllib.request as u,urllib.parse as p;"
-    "q=('?'+p.urlencode({'query':sys.argv[2]})) if len(sys.argv)>2 else '';"
-    "print(u.urlopen('http://127.0.0.1:9090/api/v1/'+sys.argv[1]+q,timeout=5).read().decode())"
-)
 BLACKBOX = "http://127.0.0.1:9115"
 MTAIL_PORT = 3903
-
-
-def prometheus(host, *args: str) -> Any:
-    out = json.loads(
-        host.check_output("python3 -c %s " + " ".join(["%s"] * len(args)), API_GET, *args)
-    )
-    assert out["status"] == "success", out
-    return out["data"]
 
 
 def query(host, expr: str) -> list[dict]:
