@@ -17,6 +17,8 @@
 #   BENCH_BEFORE_REV   git revision whose apps/chatdemo is the first step's
 #                      app (default: the last one whose consumer encoded each
 #                      broadcast once per recipient)
+#   BENCH_ENCODE_REV   the second step's (default: the last one whose consumers
+#                      kept Channels' per-message database check)
 #   BENCH_STEPS        the steps to run, comma separated (default: all)
 #   BENCH_ROOM_SIZES   default 2000,3000
 set -euo pipefail
@@ -25,6 +27,7 @@ cd "$(dirname "$0")/.."
 name=${BENCH_CONTAINER:-channels-stack-steps}
 image=${CHANNELS_STACK_IMAGE_12:-channels-stack/debian-systemd:12}
 before_rev=${BENCH_BEFORE_REV:-776e313}
+encode_rev=${BENCH_ENCODE_REV:-6198e7b}
 rooms=${BENCH_ROOM_SIZES:-2000,3000}
 out=bench/results/steps.json
 work=$(mktemp -d)
@@ -35,8 +38,9 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-mkdir -p "$work/before" bench/results
+mkdir -p "$work/before" "$work/encode" bench/results
 git archive "$before_rev" apps/chatdemo | tar -x -C "$work/before"
+git archive "$encode_rev" apps/chatdemo | tar -x -C "$work/encode"
 # BENCH_PHASES=cost with BENCH_UPDATE=1 measures those phases again and keeps
 # the other figures of each step from the last run.
 phases=${BENCH_PHASES:-idle,cost,fanout}
@@ -93,10 +97,13 @@ sansio='"gunicorn_ws_protocol": "websockets-sansio"'
 pubsub='"django_app_channel_layer_backend": "channels_redis.pubsub.RedisPubSubChannelLayer"'
 step before "" "the defaults, the app encoding each broadcast once per recipient" \
   "{\"django_app_local_path\": \"$work/before/apps/chatdemo\", $sansio}"
-step encode-once before "the defaults: the app encodes a broadcast once" "{$sansio}"
-step ws-legacy encode-once "uvicorn's older websockets protocol class" \
+step encode-once before "the app encodes a broadcast once" \
+  "{\"django_app_local_path\": \"$work/encode/apps/chatdemo\", $sansio}"
+step direct-dispatch encode-once \
+  "the defaults: the app skips Channels' database check before each message" "{$sansio}"
+step ws-legacy direct-dispatch "uvicorn's older websockets protocol class" \
   '{"gunicorn_ws_protocol": "websockets"}'
-step pubsub encode-once "RedisPubSubChannelLayer: a group message once per worker" "{$sansio, $pubsub}"
+step pubsub direct-dispatch "RedisPubSubChannelLayer: a group message once per worker" "{$sansio, $pubsub}"
 step pubsub-1-worker pubsub "RedisPubSubChannelLayer, one worker" "{$sansio, $pubsub, \"gunicorn_workers\": 1}"
 step pubsub-4-workers pubsub "RedisPubSubChannelLayer, four workers" "{$sansio, $pubsub, \"gunicorn_workers\": 4}"
 python -m bench.steps_report "$out"

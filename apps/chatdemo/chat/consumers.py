@@ -4,6 +4,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
@@ -50,7 +51,26 @@ def utc_now_iso():
     return iso_utc(datetime.now(UTC))
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class DirectDispatch:
+    """Hands each message to its handler without Channels' per-message database check.
+
+    Channels' AsyncConsumer.dispatch runs django.db.close_old_connections in a worker thread
+    before every handler: one thread hop for every frame received and every channel-layer
+    message delivered. On a broadcast that was over a third of the app's CPU per delivery
+    (docs/benchmarks.md). These consumers touch the database only through
+    database_sync_to_async (chat.history), which closes stale connections around each call in
+    the thread that holds them, so the hop guards nothing here. A consumer that used the ORM
+    any other way would need it back.
+    """
+
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+
+class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
     """A chat room: every valid message is broadcast to everyone in the same room.
 
     Client -> server: {"message": "<1..4096 characters>"} (see chat.protocol)
@@ -263,7 +283,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.base_send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-class EchoConsumer(AsyncWebsocketConsumer):
+class EchoConsumer(DirectDispatch, AsyncWebsocketConsumer):
     """Sends every frame back: text as text, binary as binary."""
 
     channel_layer_alias = NO_CHANNEL_LAYER

@@ -56,6 +56,41 @@ async def test_a_broadcast_is_encoded_once_and_every_member_gets_the_same_text(w
     assert len(encoded) == 1
 
 
+async def test_no_message_waits_for_a_database_check_in_a_worker_thread(ws, monkeypatch):
+    """Channels' own dispatch runs close_old_connections in a thread before every handler."""
+    import channels.consumer
+    from channels.db import aclose_old_connections
+
+    checks = []
+
+    async def counting_check():
+        checks.append(1)
+        await aclose_old_connections()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting_check)
+    _, alice = await ws("/ws/chat/checks/")
+    _, bob = await ws("/ws/chat/checks/")
+    _, echo = await ws("/ws/echo/")
+
+    await alice.send_json_to({"message": "no thread hop"})
+    for member in (alice, bob):
+        assert (await member.receive_json_from(timeout=1))["message"] == "no thread hop"
+    await echo.send_to(text_data="ping")
+    assert await echo.receive_from(timeout=1) == "ping"
+
+    assert checks == []
+
+
+async def test_an_event_of_an_unknown_type_closes_with_1011(ws, caplog):
+    _, alice = await ws("/ws/chat/unknown/")
+
+    await get_channel_layer().group_send("chat.unknown", {"type": "chat.nonsense"})
+
+    closed = await alice.receive_output(timeout=1)
+    assert closed == {"type": "websocket.close", "code": 1011, "reason": "internal error"}
+    assert "No handler for message type chat.nonsense" in caplog.text
+
+
 async def test_an_event_with_the_fields_of_an_older_release_is_still_delivered(ws):
     _, alice = await ws("/ws/chat/mixed/")
     sent_at = "2025-01-31T12:34:56.789Z"
