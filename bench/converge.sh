@@ -9,7 +9,8 @@
 #   BENCH_CONVERGE_RUNS=3     no-op runs and unchanged deploys measured
 #   BENCH_CONVERGE_DEBIAN=12  the server's Debian
 #   BENCH_MITOGEN=1           also measure with Mitogen's strategy (pip
-#                             installs mitogen into the project's venv)
+#                             installs the mitogen docs/operations.md names
+#                             into the project's venv)
 #   BENCH_KEEP=1              leave the container running afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ name=${BENCH_CONVERGE_CONTAINER:-channels-stack-converge}
 debian=${BENCH_CONVERGE_DEBIAN:-12}
 runs=${BENCH_CONVERGE_RUNS:-3}
 out=bench/results/converge-ssh.json
+# The version docs/operations.md tells users to install.
+MITOGEN_VERSION=0.3.54
 work=$(mktemp -d)
 trap 'rm -rf "$work"; [ "${BENCH_KEEP:-0}" = 1 ] || docker rm -f "$name" >/dev/null 2>&1 || true' EXIT
 mkdir -p bench/results
@@ -80,7 +83,7 @@ timed cold playbooks/site.yml
 series ""
 
 if [ "${BENCH_MITOGEN:-0}" = 1 ]; then
-  pip install --quiet mitogen
+  pip install --quiet "mitogen==$MITOGEN_VERSION"
   strategies=$(python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')/plugins/strategy
   echo "==> the same with Mitogen ($strategies)"
   ANSIBLE_STRATEGY_PLUGINS=$strategies ANSIBLE_STRATEGY=mitogen_linear series "mitogen-"

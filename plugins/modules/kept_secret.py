@@ -12,11 +12,15 @@ description:
     when the user gave no secret of their own, and with no_log.
   - In check mode a missing secret is reported as one that would be generated, and the value
     returned is empty.
+  - O(paths) does the same for several files in one module run.
 options:
   path:
     type: path
-    required: true
-    description: File that keeps the secret.
+    description: File that keeps the secret. One of O(path) and O(paths) is required.
+  paths:
+    type: list
+    elements: path
+    description: Files that each keep a secret of their own.
   length:
     type: int
     default: 40
@@ -31,7 +35,11 @@ RETURN = r"""
 value:
   description: The secret.
   type: str
-  returned: always
+  returned: with O(path)
+secrets:
+  description: Each file of O(paths) and its secret.
+  type: dict
+  returned: with O(paths)
 """
 
 import os
@@ -64,18 +72,35 @@ def keep(path: Path, length: int, alphabet: str, check_mode: bool = False) -> tu
     return value, True
 
 
+def keep_all(
+    paths: list[Path], length: int, alphabet: str, check_mode: bool = False
+) -> tuple[dict[str, str], bool]:
+    """Each path's kept secret, and whether any was generated now."""
+    kept, changed = {}, False
+    for path in paths:
+        kept[str(path)], generated = keep(path, length, alphabet, check_mode)
+        changed = changed or generated
+    return kept, changed
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "path": {"type": "path", "required": True},
+            "path": {"type": "path"},
+            "paths": {"type": "list", "elements": "path"},
             "length": {"type": "int", "default": 40},
             "alphabet": {"type": "str", "default": "alphanumeric", "choices": list(ALPHABETS)},
         },
+        required_one_of=[("path", "paths")],
+        mutually_exclusive=[("path", "paths")],
         supports_check_mode=True,
     )
     p = module.params
-    value, generated = keep(Path(p["path"]), p["length"], p["alphabet"], module.check_mode)
-    module.exit_json(changed=generated, value=value)
+    if p["path"] is not None:
+        value, generated = keep(Path(p["path"]), p["length"], p["alphabet"], module.check_mode)
+        module.exit_json(changed=generated, value=value)
+    kept, changed = keep_all([Path(x) for x in p["paths"]], p["length"], p["alphabet"], module.check_mode)
+    module.exit_json(changed=changed, secrets=kept)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,13 @@ def test_rolling_update_restarts_every_app_host_without_failed_requests_takes_mi
         run = run_playbook("site", extra_vars={"django_app_version": version}, timeout=600)
     print(f"\nrolling update: playbook {run.seconds:.1f} s; {load.summary()}")
     assert run.rc == 0, run.output[-6000:]
+    # The first play checked every host's settings; the roles' own runs do not again.
+    for check in (
+        "django_app : Check the settings that argument specs cannot",
+        "redis : Check that Redis binds loopback or private addresses only",
+        "nginx : Check that idle websockets outlive the app's pings",
+    ):
+        assert run.output.count(f"TASK [{check}]") == 1, check
     for name in APP_HOSTS:
         release_env = hosts[name].file(f"/srv/{APP}/current/.release.env").content_string
         assert f"DJANGO_APP_VERSION='{version}'" in release_env, name

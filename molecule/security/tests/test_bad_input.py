@@ -168,3 +168,17 @@ def test_stack_still_serves_after_the_refused_runs(site):
             return await asyncio.wait_for(ws.recv(), 5)
 
     assert asyncio.run(echo()) == "still here"
+
+
+def test_deploy_alone_checks_the_settings_and_changes_nothing(host):
+    """deploy.yml has no first play of checks: the django_app role checks them itself."""
+    before = checksums(host)
+    env = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json", "ANSIBLE_CALLBACK_FORMAT_PRETTY": "0"}
+    result = run_playbook(
+        "deploy", extra_vars={"django_app_secret_key": "changeme"}, env=env, timeout=300
+    )
+    out = result.output
+    assert result.rc != 0, out[-3000:]
+    assert "django_app_secret_key: shorter than 50 characters" in out, out[-3000:]
+    assert not ENSURE_TASK.search(out), "a task that changes things ran before the check"
+    assert checksums(host) == before
