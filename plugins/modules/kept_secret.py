@@ -99,7 +99,8 @@ def main() -> None:
     if p["path"] is not None:
         value, generated = keep(Path(p["path"]), p["length"], p["alphabet"], module.check_mode)
         module.exit_json(changed=generated, value=value)
-    kept, changed = keep_all([Path(x) for x in p["paths"]], p["length"], p["alphabet"], module.check_mode)
+    paths = [Path(x) for x in p["paths"]]
+    kept, changed = keep_all(paths, p["length"], p["alphabet"], module.check_mode)
     module.exit_json(changed=changed, secrets=kept)
 
 
