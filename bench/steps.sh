@@ -19,6 +19,8 @@
 #                      broadcast once per recipient)
 #   BENCH_ENCODE_REV   the second step's (default: the last one whose consumers
 #                      kept Channels' per-message database check)
+#   BENCH_DISPATCH_REV the third step's (default: the last one whose consumers
+#                      kept an outbox queue and a writer task while idle)
 #   BENCH_STEPS        the steps to run, comma separated (default: all)
 #   BENCH_ROOM_SIZES   default 2000,3000
 set -euo pipefail
@@ -28,6 +30,7 @@ name=${BENCH_CONTAINER:-channels-stack-steps}
 image=${CHANNELS_STACK_IMAGE_12:-channels-stack/debian-systemd:12}
 before_rev=${BENCH_BEFORE_REV:-776e313}
 encode_rev=${BENCH_ENCODE_REV:-6198e7b}
+dispatch_rev=${BENCH_DISPATCH_REV:-b7ee0f6}
 rooms=${BENCH_ROOM_SIZES:-2000,3000}
 out=bench/results/steps.json
 work=$(mktemp -d)
@@ -38,9 +41,10 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-mkdir -p "$work/before" "$work/encode" bench/results
+mkdir -p "$work/before" "$work/encode" "$work/dispatch" bench/results
 git archive "$before_rev" apps/chatdemo | tar -x -C "$work/before"
 git archive "$encode_rev" apps/chatdemo | tar -x -C "$work/encode"
+git archive "$dispatch_rev" apps/chatdemo | tar -x -C "$work/dispatch"
 # BENCH_PHASES=cost with BENCH_UPDATE=1 measures those phases again and keeps
 # the other figures of each step from the last run.
 phases=${BENCH_PHASES:-idle,cost,fanout}
@@ -99,11 +103,13 @@ step before "" "the defaults, the app encoding each broadcast once per recipient
   "{\"django_app_local_path\": \"$work/before/apps/chatdemo\", $sansio}"
 step encode-once before "the app encodes a broadcast once" \
   "{\"django_app_local_path\": \"$work/encode/apps/chatdemo\", $sansio}"
-step direct-dispatch encode-once \
-  "the defaults: the app skips Channels' database check before each message" "{$sansio}"
-step ws-legacy direct-dispatch "uvicorn's older websockets protocol class" \
+step direct-dispatch encode-once "the app skips Channels' database check before each message" \
+  "{\"django_app_local_path\": \"$work/dispatch/apps/chatdemo\", $sansio}"
+step idle-outbox direct-dispatch \
+  "the defaults: an idle socket holds no outbox, writer task or history" "{$sansio}"
+step ws-legacy idle-outbox "uvicorn's older websockets protocol class" \
   '{"gunicorn_ws_protocol": "websockets"}'
-step pubsub direct-dispatch "RedisPubSubChannelLayer: a group message once per worker" "{$sansio, $pubsub}"
+step pubsub idle-outbox "RedisPubSubChannelLayer: a group message once per worker" "{$sansio, $pubsub}"
 step pubsub-1-worker pubsub "RedisPubSubChannelLayer, one worker" "{$sansio, $pubsub, \"gunicorn_workers\": 1}"
 step pubsub-4-workers pubsub "RedisPubSubChannelLayer, four workers" "{$sansio, $pubsub, \"gunicorn_workers\": 4}"
 python -m bench.steps_report "$out"

@@ -1,4 +1,5 @@
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -84,7 +85,8 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
     reads slowly never holds up this consumer's reading of the channel layer (where it would
     lose messages silently once the layer's capacity is reached). A client that lets the
     outbox fill up, or takes no frame for CHAT_SEND_TIMEOUT seconds, is closed with TOO_SLOW
-    instead: until then it has had every message, in order.
+    instead: until then it has had every message, in order. The outbox and the writer exist
+    only while frames wait: an idle socket holds neither (nor its history, once sent).
 
     While the channel layer (Redis) or the database is unavailable, a handshake is accepted
     and closed with TRY_AGAIN_LATER, and so are open sockets whose layer calls fail: one
@@ -94,6 +96,7 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
     group_name = None
     accepted = False
     closed = False
+    outbox: collections.deque[str] | None = None  # frames waiting for the writer
     writer: asyncio.Task | None = None
 
     async def __call__(self, scope, receive, send):
@@ -131,19 +134,20 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
 
     async def connect(self):
         self.group_name = f"chat.{self.room}"
-        self.outbox = asyncio.Queue(maxsize=settings.CHAT_SEND_QUEUE)
+        self.send_queue = settings.CHAT_SEND_QUEUE
         self.send_timeout = settings.CHAT_SEND_TIMEOUT
         self.bucket = TokenBucket(settings.CHAT_RATE_PER_SECOND, settings.CHAT_RATE_BURST)
         self.over_limit_in_a_row = 0
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
-        history = [
+        history = collections.deque(
             json.dumps(
                 {"message": text, "room": self.room, "sent_at": iso_utc(sent_at), "history": True}
             )
             for text, sent_at in await recent_messages(self.room)
-        ]
-        self.writer = asyncio.create_task(self.write_frames(history))
+        )
+        if history:
+            self.writer = asyncio.create_task(self.write_frames(history))
 
     async def accept(self, subprotocol=None, headers=None):
         await super().accept(subprotocol, headers)
@@ -217,27 +221,36 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
         await self.queue_text(json.dumps(frame))
 
     async def queue_text(self, frame: str) -> None:
-        """Put a frame in the outbox; when it is full, close the client as too slow."""
+        """Put a frame in the outbox and start the writer; a full outbox closes the client."""
         if self.closed:
             return
-        try:
-            self.outbox.put_nowait(frame)
-        except asyncio.QueueFull:
+        if self.outbox is None:
+            self.outbox = collections.deque()
+        if len(self.outbox) >= self.send_queue:
             logger.warning(
                 "chat: room %s: client too slow, %d frames waiting: closing with %d",
                 self.room,
-                self.outbox.qsize(),
+                len(self.outbox),
                 TOO_SLOW,
             )
             await self.close_now(TOO_SLOW, "too slow")
+            return
+        self.outbox.append(frame)
+        if self.writer is None:
+            self.writer = asyncio.create_task(self.write_frames(collections.deque()))
 
-    async def write_frames(self, history: list[str]) -> None:
-        """The writer task: the history, then the outbox's frames as they come, in order."""
-        for frame in history:
-            if not await self.write(frame):
+    async def write_frames(self, history: collections.deque[str]) -> None:
+        """The writer task: the history, then the outbox's frames, in order, each let go once
+        sent; it ends when both are empty (queue_text starts the next one)."""
+        while history:
+            if not await self.write(history.popleft()):
                 return
-        while await self.write(await self.outbox.get()):
-            pass
+        while self.outbox:
+            if not await self.write(self.outbox.popleft()):
+                return
+        # No await since the outbox was found empty: queue_text cannot have added a frame.
+        self.writer = None
+        self.outbox = None
 
     async def write(self, frame: str) -> bool:
         """Send one frame within send_timeout; False when the socket is closed or gone."""

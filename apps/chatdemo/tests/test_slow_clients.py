@@ -137,3 +137,28 @@ async def test_the_history_on_connect_does_not_count_against_the_outbox(ws, sett
     history = [await alice.receive_json_from(timeout=1) for _ in range(50)]
     assert [h["message"] for h in history] == [f"h{i}" for i in range(50)]
     assert await alice.receive_nothing(timeout=0.2)
+
+
+async def test_an_idle_socket_keeps_no_outbox_writer_or_history(ws):
+    """Once its frames are sent, a socket holds no queue, no task and no history frame."""
+    import gc
+
+    from chat.consumers import ChatConsumer
+
+    _, alice = await ws("/ws/chat/idle/")
+    for text in ("one", "two", "three"):
+        await alice.send_json_to({"message": text})
+        await alice.receive_json_from(timeout=1)
+    _, bob = await ws("/ws/chat/idle/")
+    history = [await bob.receive_json_from(timeout=1) for _ in range(3)]
+    assert [frame["message"] for frame in history] == ["one", "two", "three"]
+    await alice.send_json_to({"message": "live"})
+    for member in (alice, bob):
+        assert (await member.receive_json_from(timeout=1))["message"] == "live"
+    await asyncio.sleep(0.1)  # the writers end once their outbox is empty
+
+    consumers = [o for o in gc.get_objects() if isinstance(o, ChatConsumer) and not o.closed]
+    assert len(consumers) == 2
+    for consumer in consumers:
+        assert consumer.writer is None
+        assert consumer.outbox is None

@@ -125,6 +125,14 @@ CASES = {
         "django_app_local_path: the project's requires-python needs Python >=3.12, and this "
         "host has Python 3.11.2 (Debian 12); Debian 13 (Python 3.13) would",
     ),
+    "backup-schedule-not-a-calendar-event": (
+        {"db_backup_schedule": "every day at 03:15"},
+        "db_backup_schedule: every day at 03:15 is not a systemd calendar event",
+    ),
+    "backup-schedule-hour-out-of-range": (
+        {"db_backup_schedule": "*-*-* 25:15:00"},
+        "db_backup_schedule: *-*-* 25:15:00 is not a systemd calendar event",
+    ),
     "redis-port-out-of-range": (
         {"django_app_redis_port": 99999},
         "django_app_redis_port: 99999 is not a port (1-65535)",
