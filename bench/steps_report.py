@@ -32,6 +32,10 @@ def measured(data: dict[str, Any]) -> str:
                 dates[phase].append(date)
     if not dates:
         return data.get("machine", {}).get("date", "?")
+    runs = list(dates.values())
+    if all(when == runs[0] for when in runs):  # one run: each step's phases together
+        first, last = runs[0][0], runs[0][-1]
+        return first if first == last else f"one run, steps from {first} to {last}"
     return "; ".join(f"{phase} {', '.join(when)}" for phase, when in sorted(dates.items()))
 
 
