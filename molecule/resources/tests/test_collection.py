@@ -8,6 +8,7 @@ checkout converged: the collection must find nothing to change.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,9 +33,11 @@ def test_the_collection_installs_and_converges_this_host_with_nothing_to_change(
     settings.pop("python_pip_ca_bundle")
     settings["django_app_local_path"] = str(REPO / "apps" / "chatdemo")
     (project / "inventory" / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(settings))
-    env = {
-        k: v for k, v in playbook_env().items() if k not in ("ANSIBLE_ROLES_PATH", "ANSIBLE_CONFIG")
-    }
+    # Molecule's own paths would win over the project's ansible.cfg: its
+    # ANSIBLE_COLLECTIONS_PATH holds the copy of this collection that every
+    # scenario's run installs again, possibly while this test reads it.
+    own = ("ANSIBLE_ROLES_PATH", "ANSIBLE_CONFIG", "ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS")
+    env = {k: v for k, v in playbook_env().items() if k not in own}
     env["ANSIBLE_CONFIG"] = str(project / "ansible.cfg")
 
     built = run(
@@ -48,6 +51,15 @@ def test_the_collection_installs_and_converges_this_host_with_nothing_to_change(
         env,
     )
     assert installed.returncode == 0, installed.stdout + installed.stderr
+    listed = run(
+        ["ansible-galaxy", "collection", "list", "channels_stack.stack", "--format", "json"],
+        project,
+        env,
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert list(json.loads(listed.stdout)) == [
+        str(project / "collections" / "ansible_collections")
+    ], "Ansible would find another copy of the collection than the one installed here"
     assert not (
         project / "collections" / "ansible_collections" / "channels_stack" / "stack" / "molecule"
     ).exists()
