@@ -36,7 +36,12 @@ def test_the_collection_installs_and_converges_this_host_with_nothing_to_change(
     # Molecule's own paths would win over the project's ansible.cfg: its
     # ANSIBLE_COLLECTIONS_PATH holds the copy of this collection that every
     # scenario's run installs again, possibly while this test reads it.
-    own = ("ANSIBLE_ROLES_PATH", "ANSIBLE_CONFIG", "ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS")
+    own = (
+        "ANSIBLE_ROLES_PATH",
+        "ANSIBLE_CONFIG",
+        "ANSIBLE_COLLECTIONS_PATH",
+        "ANSIBLE_COLLECTIONS_PATHS",
+    )
     env = {k: v for k, v in playbook_env().items() if k not in own}
     env["ANSIBLE_CONFIG"] = str(project / "ansible.cfg")
 
