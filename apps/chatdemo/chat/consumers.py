@@ -237,9 +237,9 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
             return
         self.outbox.append(frame)
         if self.writer is None:
-            self.writer = asyncio.create_task(self.write_frames(collections.deque()))
+            self.writer = asyncio.create_task(self.write_frames())
 
-    async def write_frames(self, history: collections.deque[str]) -> None:
+    async def write_frames(self, history: collections.deque[str] | None = None) -> None:
         """The writer task: the history, then the outbox's frames, in order, each let go once
         sent; it ends when both are empty (queue_text starts the next one)."""
         while history:
