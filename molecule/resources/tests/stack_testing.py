@@ -114,10 +114,12 @@ def run_playbook(
     extra_vars: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 900,
+    inventory: Path | None = None,
 ) -> PlaybookRun:
     """Run playbooks/<name>.yml of this checkout against the scenario's hosts, as a user
-    re-running it would (the molecule inventory, this project's ansible.cfg)."""
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    re-running it would (the molecule inventory, or the one given; this project's
+    ansible.cfg)."""
+    inventory = inventory or Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     argv = [
         "ansible-playbook",
         "-i",
