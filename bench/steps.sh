@@ -107,6 +107,8 @@ step direct-dispatch encode-once "the app skips Channels' database check before 
   "{\"django_app_local_path\": \"$work/dispatch/apps/chatdemo\", $sansio}"
 step idle-outbox direct-dispatch \
   "the defaults: an idle socket holds no outbox, writer task or history" "{$sansio}"
+step nginx-buffer-4k idle-outbox "nginx's buffer per websocket a memory page (4k) instead of 1k" \
+  "{$sansio, \"nginx_websocket_buffer_size\": \"4k\"}"
 step ws-legacy idle-outbox "uvicorn's older websockets protocol class" \
   '{"gunicorn_ws_protocol": "websockets"}'
 step pubsub idle-outbox "RedisPubSubChannelLayer: a group message once per worker" "{$sansio, $pubsub}"

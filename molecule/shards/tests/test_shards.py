@@ -17,6 +17,7 @@ import uuid
 
 from conftest import SHARDS, WEB
 from stack_testing import APP
+from websockets.exceptions import InvalidHandshake
 
 ROOMS = [f"shard-room-{i:02d}" for i in range(12)]
 MEMBERS = 3
@@ -48,13 +49,13 @@ async def open_rooms(site, rooms):
     return {name: [await site.ws(f"/ws/chat/{name}/") for _ in range(MEMBERS)] for name in rooms}
 
 
-async def broadcast_reaches_all(members, timeout: float = 5) -> bool:
+async def broadcast_reaches_all(members, wait: float = 5) -> bool:
     """Whether one message from the first member reaches every member of the room."""
     text = f"hello {uuid.uuid4().hex}"
     await members[0].send(json.dumps({"message": text}))
     try:
         for ws in members:
-            while json.loads(await asyncio.wait_for(ws.recv(), timeout)).get("message") != text:
+            while json.loads(await asyncio.wait_for(ws.recv(), wait)).get("message") != text:
                 pass
     except (TimeoutError, OSError):
         return False
@@ -119,9 +120,10 @@ def test_a_stopped_shard_stops_only_its_rooms_and_they_come_back_when_it_does(
         while True:
             try:
                 members = [await site.ws(f"/ws/chat/{name}/") for _ in range(MEMBERS)]
-            except Exception:  # noqa: BLE001 - handshakes may fail while the layer reconnects
+            except (OSError, TimeoutError, InvalidHandshake):
+                # A handshake may fail while the layer reconnects to the shard.
                 members = []
-            ok = bool(members) and await broadcast_reaches_all(members, timeout=2)
+            ok = bool(members) and await broadcast_reaches_all(members, wait=2)
             for ws in members:
                 await ws.close()
             if ok:
