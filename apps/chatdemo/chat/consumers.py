@@ -30,6 +30,14 @@ TOO_SLOW = 4001  # it did not read its frames fast enough; reconnect for the his
 # writer task handles those.
 CHANNEL_LAYER_ERRORS = (RedisError, OSError)
 
+
+class ClientGone(Exception):
+    """The client left before its handshake was answered: the server's accept failed.
+
+    Not an OSError, so that it is not taken for the channel layer's.
+    """
+
+
 # How an error frame (send_error) starts; every other frame the writer sends is a message.
 ERROR_FRAME = '{"error"'
 
@@ -108,6 +116,9 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
         self.room = scope["url_route"]["kwargs"]["room"]
         try:
             await super().__call__(scope, receive, send)
+        except ClientGone:
+            logger.info("chat: room %s: the client left during its handshake", self.room)
+            await self.leave_group()
         except CHANNEL_LAYER_ERRORS as exc:
             metrics.CHANNEL_LAYER_ERRORS.inc()
             await self.unavailable("channel layer", exc)
@@ -150,7 +161,10 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
             self.writer = asyncio.create_task(self.write_frames(history))
 
     async def accept(self, subprotocol=None, headers=None):
-        await super().accept(subprotocol, headers)
+        try:
+            await super().accept(subprotocol, headers)
+        except OSError as exc:  # uvicorn's ClientDisconnected: nobody to answer
+            raise ClientGone from exc
         self.accepted = True
         metrics.HANDSHAKES.inc()
         metrics.WEBSOCKETS_OPEN.inc()
@@ -163,6 +177,12 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self.group_name is not None:
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+    async def leave_group(self) -> None:
+        """Leave the room's group for a socket that never opened (no disconnect follows)."""
+        if self.group_name is not None:
+            with contextlib.suppress(*CHANNEL_LAYER_ERRORS):
+                await self.channel_layer.group_discard(self.group_name, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.closed:
@@ -291,7 +311,10 @@ class ChatConsumer(DirectDispatch, AsyncWebsocketConsumer):
         self.closed = True
         await self.stop_writer()
         if not self.accepted:
-            await self.accept()
+            try:
+                await self.accept()
+            except ClientGone:  # nobody to tell
+                return
         with contextlib.suppress(OSError):  # the client is gone already: nobody to tell
             await self.base_send({"type": "websocket.close", "code": code, "reason": reason})
 

@@ -8,9 +8,11 @@ import logging
 
 import pytest
 from channels.layers import get_channel_layer
+from channels.testing import ApplicationCommunicator
 from chat import consumers
 from chatdemo.asgi import application
 from django.db import OperationalError
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -137,6 +139,32 @@ async def test_a_client_gone_before_the_close_frame_ends_its_consumer_quietly(ws
 
     await alice.wait(timeout=1)  # the consumer has ended, without an exception
     assert_one_line_warnings(chat_logs(caplog), 1, "lobby", "ConnectionError")
+
+
+async def test_a_client_gone_during_its_handshake_is_no_outage_and_leaves_no_member(caplog):
+    """The client left before the handshake's answer: uvicorn's send raises, at accept."""
+
+    async def app(scope, receive, send):
+        async def gone(message):
+            raise OSError("client disconnected")  # as uvicorn's ClientDisconnected
+
+        await application(scope, receive, gone)
+
+    scope = {
+        "type": "websocket",
+        "path": "/ws/chat/lobby/",
+        "headers": [(b"origin", b"http://localhost")],
+        "subprotocols": [],
+    }
+    before = REGISTRY.get_sample_value("chat_channel_layer_errors_total") or 0.0
+    consumer = ApplicationCommunicator(app, scope)
+    await consumer.send_input({"type": "websocket.connect"})
+
+    await consumer.wait(timeout=1)  # the consumer has ended, without an exception
+    assert not get_channel_layer().groups.get("chat.lobby")  # it left the room's group
+    assert (REGISTRY.get_sample_value("chat_channel_layer_errors_total") or 0.0) == before
+    assert [r.levelno for r in chat_logs(caplog)] == [logging.INFO], chat_logs(caplog)
+    assert "left during its handshake" in chat_logs(caplog)[0].getMessage()
 
 
 async def test_a_handshake_while_the_database_is_down_is_closed_with_1013(ws, monkeypatch, caplog):
