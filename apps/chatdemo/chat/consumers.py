@@ -324,6 +324,11 @@ class EchoConsumer(DirectDispatch, AsyncWebsocketConsumer):
 
     channel_layer_alias = NO_CHANNEL_LAYER
 
+    async def __call__(self, scope, receive, send):
+        # uvicorn's ClientDisconnected: the client left, and there is nobody to answer.
+        with contextlib.suppress(OSError):
+            await super().__call__(scope, receive, send)
+
     async def receive(self, text_data=None, bytes_data=None):
         if text_data is not None:
             await self.send(text_data=text_data)

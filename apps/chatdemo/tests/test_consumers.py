@@ -306,6 +306,35 @@ async def test_echo_does_not_depend_on_the_channel_layer(ws, settings):
     assert await echo.receive_from(timeout=1) == "still echoing"
 
 
+@pytest.mark.parametrize("gone_at", ["websocket.accept", "websocket.send"])
+async def test_echo_ends_quietly_when_its_client_is_gone(gone_at, caplog):
+    """uvicorn's send raises ClientDisconnected (an OSError) once the client has left: at the
+    handshake's answer, or at the echo of a frame sent just before leaving."""
+    from channels.testing import ApplicationCommunicator
+    from chatdemo.asgi import application
+
+    async def app(scope, receive, send):
+        async def client_gone_at(message):
+            if message["type"] == gone_at:
+                raise OSError("client disconnected")
+            await send(message)
+
+        await application(scope, receive, client_gone_at)
+
+    scope = {
+        "type": "websocket",
+        "path": "/ws/echo/",
+        "headers": [(b"origin", b"http://localhost")],
+        "subprotocols": [],
+    }
+    echo = ApplicationCommunicator(app, scope)
+    await echo.send_input({"type": "websocket.connect"})
+    await echo.send_input({"type": "websocket.receive", "text": "last words"})
+
+    await echo.wait(timeout=1)  # ended, without an exception for uvicorn to log
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 @pytest.mark.parametrize(
     "path",
     [
