@@ -1,8 +1,11 @@
-"""Turning things off in one site.yml run: leaving acme for a self-signed certificate (certbot
-no longer holds or renews the site's certificate, nginx serves the new one) and the metrics
+"""Turning things off, one site.yml run each: leaving acme for a self-signed certificate (certbot
+no longer holds or renews the site's certificate, nginx serves the new one, and the blackbox
+exporter, with no certificate left to probe, stops while Prometheus goes on), then the metrics
 (every exporter and Prometheus stop). Runs last in this scenario."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from conftest import APP, CERT
@@ -22,13 +25,30 @@ METRICS_UNITS = [
 EXPORTER_PORTS = [9100, 9113, 3903, 9121, 9808]
 
 
+BLACKBOX = "prometheus-blackbox-exporter"
+BLACKBOX_FILES = [
+    "/etc/prometheus/channels-stack-blackbox.yml",
+    "/etc/prometheus/channels-stack-tls-ca.pem",
+]
+
+
 @pytest.fixture(scope="module")
-def turned_off(host):
-    """The site.yml run that leaves acme and turns the metrics off."""
+def acme_left(host):
+    """The site.yml run that leaves acme for a self-signed certificate, the metrics still on."""
     assert host.file(RENEWAL).exists and host.file(LIVE).is_directory
     assert host.file(CERT).is_symlink
     for unit in METRICS_UNITS:
         assert host.service(unit).is_running, unit
+    for path in BLACKBOX_FILES:
+        assert host.file(path).exists, path
+    run = run_playbook("site", extra_vars={"nginx_tls_mode": "selfsigned"}, timeout=600)
+    assert run.rc == 0, run.output[-4000:]
+    return run
+
+
+@pytest.fixture(scope="module")
+def turned_off(host, acme_left):
+    """The site.yml run that turns the metrics off, the certificate still self-signed."""
     run = run_playbook(
         "site",
         extra_vars={"nginx_tls_mode": "selfsigned", "channels_stack_metrics": False},
@@ -38,7 +58,7 @@ def turned_off(host):
     return run
 
 
-def test_leaving_acme_deletes_certbots_lineage_and_serves_the_new_certificate(host, turned_off):
+def test_leaving_acme_deletes_certbots_lineage_and_serves_the_new_certificate(host, acme_left):
     assert not host.file(RENEWAL).exists
     assert not host.file(LIVE).exists
     assert "No certificates found" in host.check_output("certbot certificates 2>&1")
@@ -58,6 +78,27 @@ def test_leaving_acme_deletes_certbots_lineage_and_serves_the_new_certificate(ho
         "openssl s_client -connect 127.0.0.1:443 -servername localhost </dev/null 2>/dev/null"
         " | openssl x509 -noout -fingerprint"
     )
+
+
+def test_no_certificate_to_probe_stops_the_blackbox_exporter_not_prometheus(host, acme_left):
+    blackbox = host.service(BLACKBOX)
+    assert not blackbox.is_running and not blackbox.is_enabled
+    assert ":9115 " not in host.check_output("ss -Htln")
+    for path in BLACKBOX_FILES:
+        assert not host.file(path).exists, path
+    assert host.service("prometheus").is_running
+    config = host.file("/etc/prometheus/prometheus.yml").content_string
+    assert "/probe" not in config, config
+    # Prometheus, reloaded, scrapes its exporters and nothing through the stopped one.
+    targets = json.loads(
+        host.check_output(
+            "python3 -c %s",
+            "import urllib.request as u;"
+            "print(u.urlopen('http://127.0.0.1:9090/api/v1/targets',timeout=10).read().decode())",
+        )
+    )
+    scraped = [t["scrapeUrl"] for t in targets["data"]["activeTargets"]]
+    assert scraped and not any(":9115/" in url for url in scraped), scraped
 
 
 def test_turning_the_metrics_off_stops_every_exporter_and_prometheus(host, turned_off):
