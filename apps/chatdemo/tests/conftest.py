@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from channels.testing import HttpCommunicator, WebsocketCommunicator
+from channels.testing import ApplicationCommunicator, HttpCommunicator, WebsocketCommunicator
 from chatdemo.asgi import application
 
 IN_MEMORY_LAYER = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
@@ -72,3 +72,25 @@ async def ws():
     for communicator in opened:
         if not communicator.future.done():
             await communicator.disconnect(timeout=TIMEOUT)
+
+
+def leaving_client(path, gone_at):
+    """A websocket client through the project's ASGI application that leaves at once: the
+    server's first send of the type `gone_at` raises, as uvicorn's ClientDisconnected (an
+    OSError) does once the client has gone. Feed it with `send_input`."""
+
+    async def app(scope, receive, send):
+        async def client_gone_at(message):
+            if message["type"] == gone_at:
+                raise OSError("client disconnected")
+            await send(message)
+
+        await application(scope, receive, client_gone_at)
+
+    scope = {
+        "type": "websocket",
+        "path": path,
+        "headers": [(b"origin", ALLOWED_ORIGIN)],
+        "subprotocols": [],
+    }
+    return ApplicationCommunicator(app, scope)

@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from channels.layers import get_channel_layer
 
+from tests.conftest import leaving_client
+
 SETTLE = 0.2  # seconds to wait when checking that nothing arrives
 
 # Chat messages are stored in the database before they are broadcast.
@@ -310,24 +312,7 @@ async def test_echo_does_not_depend_on_the_channel_layer(ws, settings):
 async def test_echo_ends_quietly_when_its_client_is_gone(gone_at, caplog):
     """uvicorn's send raises ClientDisconnected (an OSError) once the client has left: at the
     handshake's answer, or at the echo of a frame sent just before leaving."""
-    from channels.testing import ApplicationCommunicator
-    from chatdemo.asgi import application
-
-    async def app(scope, receive, send):
-        async def client_gone_at(message):
-            if message["type"] == gone_at:
-                raise OSError("client disconnected")
-            await send(message)
-
-        await application(scope, receive, client_gone_at)
-
-    scope = {
-        "type": "websocket",
-        "path": "/ws/echo/",
-        "headers": [(b"origin", b"http://localhost")],
-        "subprotocols": [],
-    }
-    echo = ApplicationCommunicator(app, scope)
+    echo = leaving_client("/ws/echo/", gone_at)
     await echo.send_input({"type": "websocket.connect"})
     await echo.send_input({"type": "websocket.receive", "text": "last words"})
 

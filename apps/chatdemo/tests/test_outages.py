@@ -8,11 +8,12 @@ import logging
 
 import pytest
 from channels.layers import get_channel_layer
-from channels.testing import ApplicationCommunicator
 from chat import consumers
 from chatdemo.asgi import application
 from django.db import OperationalError
 from prometheus_client import REGISTRY
+
+from tests.conftest import leaving_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -144,20 +145,8 @@ async def test_a_client_gone_before_the_close_frame_ends_its_consumer_quietly(ws
 async def test_a_client_gone_during_its_handshake_is_no_outage_and_leaves_no_member(caplog):
     """The client left before the handshake's answer: uvicorn's send raises, at accept."""
 
-    async def app(scope, receive, send):
-        async def gone(message):
-            raise OSError("client disconnected")  # as uvicorn's ClientDisconnected
-
-        await application(scope, receive, gone)
-
-    scope = {
-        "type": "websocket",
-        "path": "/ws/chat/lobby/",
-        "headers": [(b"origin", b"http://localhost")],
-        "subprotocols": [],
-    }
     before = REGISTRY.get_sample_value("chat_channel_layer_errors_total") or 0.0
-    consumer = ApplicationCommunicator(app, scope)
+    consumer = leaving_client("/ws/chat/lobby/", "websocket.accept")
     await consumer.send_input({"type": "websocket.connect"})
 
     await consumer.wait(timeout=1)  # the consumer has ended, without an exception
