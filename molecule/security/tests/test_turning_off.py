@@ -48,7 +48,12 @@ def acme_left(host):
 
 @pytest.fixture(scope="module")
 def turned_off(host, acme_left):
-    """The site.yml run that turns the metrics off, the certificate still self-signed."""
+    """The site.yml run that turns the metrics off, the certificate still self-signed.
+
+    The blackbox exporter, stopped by the run before, is enabled by hand again: turning the
+    metrics off must stop it too (as it does with certificates to probe)."""
+    host.check_output("systemctl enable %s", BLACKBOX)
+    assert host.service(BLACKBOX).is_enabled
     run = run_playbook(
         "site",
         extra_vars={"nginx_tls_mode": "selfsigned", "channels_stack_metrics": False},
